@@ -1,0 +1,58 @@
+# The course's commands. `make book` and `make test` are all a fresh clone needs (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY ?= $(VENV)/bin/python
+# The stamp records that .venv holds requirements.txt and attnlib; it is rebuilt when either file changes.
+# On a machine whose Python already has the toolchain (a GPU box), run e.g. `make test-gpu BOOTSTRAP= PY=python3`.
+STAMP := $(VENV)/.installed
+BOOTSTRAP ?= $(STAMP)
+
+JB_BUILD := $(PY) -m jupyter_book build . -W -n --keep-going
+NBVAL := $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	--nbval-cell-timeout=600 -p no:cacheprovider notebooks
+
+.PHONY: help book test lint unit nbval execute test-gpu clean
+
+help:
+	@echo "make book      build the site into _build/html (creates .venv on first use)"
+	@echo "make test      ruff, pytest over tests/, nbval (strict) over notebooks/, then the book build"
+	@echo "make execute   re-run every notebook top to bottom on the CPU to refresh its stored outputs"
+	@echo "make test-gpu  the notebook suite with ATTNLIB_DEVICE=cuda (fails at once without CUDA)"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(VENV)/bin/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+book: $(BOOTSTRAP)
+	$(JB_BUILD)
+	@echo
+	@echo "The course is built. Open file://$(CURDIR)/_build/html/index.html"
+
+lint: $(BOOTSTRAP)
+	$(PY) -m ruff check .
+
+unit: $(BOOTSTRAP)
+	$(PY) -m pytest -p no:cacheprovider tests
+
+nbval: $(BOOTSTRAP)
+	$(NBVAL)
+
+test: lint unit nbval
+	$(JB_BUILD)
+
+execute: $(BOOTSTRAP)
+	ATTNLIB_DEVICE=cpu $(PY) scripts/execute_notebooks.py notebooks/*.ipynb
+
+test-gpu: $(BOOTSTRAP)
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+	'make test-gpu: CUDA is not available to torch ' + torch.__version__ + ' on this machine; run it where a GPU is.')"
+	ATTNLIB_DEVICE=cuda $(NBVAL)
+
+clean:
+	rm -rf _build .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,16 @@
+"""attnlib: the tested PyTorch package behind the course "Attention, from intuition to Vision Transformers".
+
+One module per idea, in the order the chapters meet them:
+
+- :mod:`attnlib.functional`: the math (masked softmax, scaled dot-product attention, masks).
+- :mod:`attnlib.attention`: attention layers as ``nn.Module`` s that hold parameters.
+- :mod:`attnlib.plot`: figures the chapters share (attention heatmaps).
+- :mod:`attnlib.utils`: the device and the random seed, set in one place.
+"""
+
+from attnlib import functional
+from attnlib.utils import get_device, set_seed
+
+__version__ = "0.1.0"
+
+__all__ = ["functional", "get_device", "set_seed", "__version__"]

@@ -1,0 +1,81 @@
+"""The device and the random seed: the two pieces of run-time state every notebook sets, in one place."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["get_device", "set_seed", "DEVICE_ENV_VAR"]
+
+DEVICE_ENV_VAR = "ATTNLIB_DEVICE"
+
+
+def get_device() -> torch.device:
+    """Return the device the course runs on: CUDA when present, else the CPU.
+
+    The environment variable ``ATTNLIB_DEVICE`` overrides the choice (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+    ``make execute`` sets it to ``cpu`` so that stored outputs are made on the CPU; ``make test-gpu`` sets it
+    to ``cuda``.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        If ``ATTNLIB_DEVICE`` is not a device string torch understands.
+    RuntimeError
+        If ``ATTNLIB_DEVICE`` asks for CUDA and torch sees no CUDA device.
+    """
+    requested = os.environ.get(DEVICE_ENV_VAR, "").strip()
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{DEVICE_ENV_VAR}={requested!r} is not a device torch understands; expected e.g. 'cpu' or 'cuda'"
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"{DEVICE_ENV_VAR}={requested!r} asks for CUDA, but torch {torch.__version__} sees no CUDA device"
+        )
+    return device
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed Python's, NumPy's and torch's random number generators (CUDA's too, when present).
+
+    Call it once at the top of a notebook; two runs on the CPU then give the same numbers.
+
+    Parameters
+    ----------
+    seed : int
+        A non-negative integer.
+
+    Returns
+    -------
+    torch.Generator
+        A CPU generator seeded with ``seed``, for code that wants its own stream of random numbers
+        (e.g. ``torch.randn(3, generator=g)``) without touching the global one.
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an integer.
+    ValueError
+        If ``seed`` is negative.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 -- the legacy global generator is what notebook code uses
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return torch.Generator().manual_seed(seed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Real
+from numbers import Integral, Real
 
 import torch
 import torch.nn.functional as F
@@ -199,7 +199,7 @@ def scaled_dot_product_attention(
     ------
     TypeError
         If query, key or value is not a floating-point tensor or their dtypes differ, if ``mask`` is not
-        boolean, or if ``dropout_p`` or ``scale`` is not a number.
+        boolean, if ``dropout_p`` or ``scale`` is not a number, or if ``need_weights`` is not a bool.
     ValueError
         If the feature sizes of query and key differ, the lengths of key and value differ, the batch shapes
         cannot broadcast, the mask cannot broadcast to ``(..., Lq, Lk)``, ``dropout_p`` is outside [0, 1),
@@ -207,6 +207,8 @@ def scaled_dot_product_attention(
     """
     batch = _check_qkv(query, key, value)
     dropout_p = _check_dropout(dropout_p)
+    if not isinstance(need_weights, bool):
+        raise TypeError(f"need_weights must be a bool, got {type(need_weights).__name__}")
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] > 0 else 1.0
     elif isinstance(scale, bool) or not isinstance(scale, Real):
@@ -284,6 +286,8 @@ def gaussian_kernel_attention(
     if isinstance(bandwidth, Tensor):
         if bandwidth.numel() != 1:
             raise ValueError(f"bandwidth must be a scalar, got a tensor of shape {tuple(bandwidth.shape)}")
+        if not bool(torch.isfinite(bandwidth).all() and (bandwidth > 0).all()):
+            raise ValueError(f"bandwidth must be positive and finite, got {bandwidth.item()}")
     elif isinstance(bandwidth, bool) or not isinstance(bandwidth, Real):
         raise TypeError(f"bandwidth must be a positive float or a scalar tensor, got {type(bandwidth).__name__}")
     elif not (math.isfinite(bandwidth) and bandwidth > 0):
@@ -301,9 +305,14 @@ def gaussian_kernel_attention(
 # Masks.
 
 
-def _check_length(name: str, n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
+def _check_int(name: str, n: object) -> int:
+    if isinstance(n, bool) or not isinstance(n, Integral):
         raise TypeError(f"{name} must be an int, got {type(n).__name__}")
+    return int(n)
+
+
+def _check_length(name: str, n: object) -> int:
+    n = _check_int(name, n)
     if n < 1:
         raise ValueError(f"{name} must be at least 1, got {n}")
     return n
@@ -360,14 +369,15 @@ def padding_mask(lengths: Tensor | Sequence[int], max_len: int | None = None) ->
     TypeError
         If ``lengths`` does not hold integers, or ``max_len`` is not an int.
     ValueError
-        If ``lengths`` is not one-dimensional, has a negative entry or an entry above ``max_len``.
+        If ``lengths`` is not one-dimensional, has a negative entry or an entry above ``max_len``
+        (``max_len`` may be 0 only when every length is 0).
     """
     if not isinstance(lengths, Tensor):
         if not isinstance(lengths, Sequence) or not all(
-            isinstance(n, int) and not isinstance(n, bool) for n in lengths
+            isinstance(n, Integral) and not isinstance(n, bool) for n in lengths
         ):
             raise TypeError(f"lengths must be a tensor or a sequence of ints, got {lengths!r}")
-        lengths = torch.tensor(list(lengths), dtype=torch.long)
+        lengths = torch.tensor([int(n) for n in lengths], dtype=torch.long)
     if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
         raise TypeError(f"lengths must hold integers, got dtype {lengths.dtype}")
     if lengths.dim() != 1:
@@ -376,8 +386,10 @@ def padding_mask(lengths: Tensor | Sequence[int], max_len: int | None = None) ->
         raise ValueError(f"lengths must be non-negative, got {lengths.tolist()}")
     if max_len is None:
         max_len = int(lengths.max()) if lengths.numel() else 0
-    elif isinstance(max_len, bool) or not isinstance(max_len, int):
-        raise TypeError(f"max_len must be an int, got {type(max_len).__name__}")
+    else:
+        max_len = _check_int("max_len", max_len)
+        if max_len < 0:
+            raise ValueError(f"max_len must be non-negative, got {max_len}")
     if lengths.numel() and int(lengths.max()) > max_len:
         raise ValueError(f"lengths must be at most max_len={max_len}, got {lengths.tolist()}")
     positions = torch.arange(max_len, device=lengths.device)  # (max_len,)

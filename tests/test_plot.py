@@ -1,0 +1,60 @@
+"""The shared attention heatmap: labels, colour bar, title, and clear errors."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from attnlib.plot import attention_heatmap  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_heatmap_has_labels_colorbar_and_title():
+    w = torch.softmax(torch.randn(2, 3), dim=-1)
+    ax = attention_heatmap(w, ["I", "am"], ["je", "suis", "."], title="Toy map", xlabel="source", ylabel="target")
+    assert ax.get_title() == "Toy map"
+    assert ax.get_xlabel() == "source" and ax.get_ylabel() == "target"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["I", "am"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["je", "suis", "."]
+    image = ax.get_images()[0]
+    np.testing.assert_allclose(image.get_array(), w.numpy(), rtol=1e-6)
+    colorbars = [a for a in ax.figure.axes if a is not ax]
+    assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "weight"
+
+
+def test_heatmap_annotates_and_draws_on_given_axes():
+    fig, axes = plt.subplots(1, 2)
+    w = np.array([[0.25, 0.75], [1.0, 0.0]])
+    ax = attention_heatmap(w, ax=axes[1], annotate=True)
+    assert ax is axes[1]
+    assert sorted(t.get_text() for t in ax.texts) == ["0.00", "0.25", "0.75", "1.00"]
+
+
+def test_heatmap_accepts_gradients_and_other_dtypes():
+    w = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
+    attention_heatmap(w * 1)
+
+
+@pytest.mark.parametrize(
+    ("weights", "kwargs", "error", "pattern"),
+    [
+        (torch.rand(2, 3, 4), {}, ValueError, r"two-dimensional \(Lq, Lk\), got shape \(2, 3, 4\)"),
+        ([[0.5, 0.5]], {}, TypeError, "torch.Tensor or numpy.ndarray, got list"),
+        (torch.rand(2, 3), dict(query_labels=["a"]), ValueError, "query_labels must have Lq=2 entries.*got 1"),
+        (torch.rand(2, 3), dict(key_labels=list("abcd")), ValueError, "key_labels must have Lk=3 entries.*got 4"),
+    ],
+)
+def test_heatmap_rejects(weights, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        attention_heatmap(weights, **kwargs)

@@ -1,0 +1,75 @@
+"""The device override and the seeding helper."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import attnlib
+
+
+def test_default_device_follows_cuda(monkeypatch):
+    monkeypatch.delenv("ATTNLIB_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert attnlib.get_device().type == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert attnlib.get_device() == torch.device("cpu")
+
+
+def test_override_to_cpu(monkeypatch):
+    monkeypatch.setenv("ATTNLIB_DEVICE", "cpu")
+    assert attnlib.get_device() == torch.device("cpu")
+    monkeypatch.setenv("ATTNLIB_DEVICE", "  cpu ")
+    assert attnlib.get_device() == torch.device("cpu")
+
+
+def test_override_to_cuda_without_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("ATTNLIB_DEVICE", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="ATTNLIB_DEVICE='cuda' asks for CUDA"):
+        attnlib.get_device()
+
+
+def test_override_to_cuda_when_present(monkeypatch):
+    monkeypatch.setenv("ATTNLIB_DEVICE", "cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert attnlib.get_device() == torch.device("cuda", 0)
+
+
+def test_override_nonsense(monkeypatch):
+    monkeypatch.setenv("ATTNLIB_DEVICE", "gpu please")
+    with pytest.raises(ValueError, match="ATTNLIB_DEVICE='gpu please' is not a device"):
+        attnlib.get_device()
+
+
+def test_set_seed_makes_every_generator_repeat():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(3)  # noqa: NPY002 -- the global generator is the point
+
+    gen = attnlib.set_seed(123)
+    first = draw()
+    from_gen = torch.rand(2, generator=gen)
+    gen = attnlib.set_seed(123)
+    second = draw()
+    assert first[0] == second[0] and first[1] == second[1]
+    assert torch.equal(first[2], second[2])
+    assert torch.equal(from_gen, torch.rand(2, generator=gen))
+    attnlib.set_seed(124)
+    assert not torch.equal(draw()[2], first[2])
+
+
+@pytest.mark.parametrize(("seed", "error"), [(1.5, TypeError), ("1", TypeError), (True, TypeError), (-1, ValueError)])
+def test_set_seed_rejects(seed, error):
+    with pytest.raises(error, match="seed"):
+        attnlib.set_seed(seed)
+
+
+def test_version_matches_pyproject():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', text, re.MULTILINE).group(1) == attnlib.__version__

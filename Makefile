@@ -10,6 +10,8 @@ PY ?= $(VENV)/bin/python
 # On a machine whose Python already has the toolchain (a GPU box), run e.g. `make test-gpu BOOTSTRAP= PY=python3`.
 STAMP := $(VENV)/.installed
 BOOTSTRAP ?= $(STAMP)
+# Extra pip options for the first install, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu".
+PIP_ARGS ?=
 
 JB_BUILD := $(PY) -m jupyter_book build . -W -n --keep-going
 NBVAL := $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
@@ -25,8 +27,8 @@ help:
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(VENV)/bin/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e .
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) -e .
 	@touch $@
 
 book: $(BOOTSTRAP)

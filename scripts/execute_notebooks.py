@@ -38,7 +38,11 @@ def execute(path: Path, timeout: int) -> float:
         nb, km=km, timeout=timeout, record_timing=False, resources={"metadata": {"path": str(path.parent)}}
     )
     start = time.perf_counter()
-    client.execute()
+    try:
+        client.execute()
+    finally:
+        if km.has_kernel:  # we own this kernel manager, so nbclient leaves the kernel to us
+            km.shutdown_kernel(now=True)
     elapsed = time.perf_counter() - start
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nbformat.write(nb, path)

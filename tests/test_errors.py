@@ -130,3 +130,6 @@ def test_gaussian_kernel_attention_rejects():
         gaussian_kernel_attention(x, torch.randn(4, 2), x)
     with pytest.raises(ValueError, match="bandwidth must be a positive, finite number"):
         NadarayaWatson(bandwidth=-2.0)
+    with pytest.raises(TypeError, match="bandwidth must be a positive float, got bool"):
+        NadarayaWatson(bandwidth=True)
+    assert NadarayaWatson(bandwidth=np.float32(0.5)).bandwidth.item() == pytest.approx(0.5)

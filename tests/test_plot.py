@@ -33,6 +33,15 @@ def test_heatmap_has_labels_colorbar_and_title():
     assert len(colorbars) == 1 and colorbars[0].get_ylabel() == "weight"
 
 
+def test_heatmap_rotates_long_key_labels():
+    ax = attention_heatmap(torch.rand(2, 2), key_labels=["tiny", "enormously long"])
+    assert ax.get_xticklabels()[0].get_rotation() == 90
+    ax = attention_heatmap(torch.rand(2, 2), key_labels=["a", "History\nof AI"])
+    assert ax.get_xticklabels()[0].get_rotation() == 0
+    ax = attention_heatmap(torch.rand(2, 2), key_labels=["tiny", "enormous"], xtick_rotation=45)
+    assert ax.get_xticklabels()[0].get_rotation() == 45
+
+
 def test_heatmap_annotates_and_draws_on_given_axes():
     fig, axes = plt.subplots(1, 2)
     w = np.array([[0.25, 0.75], [1.0, 0.0]])

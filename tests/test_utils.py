@@ -73,3 +73,21 @@ def test_version_matches_pyproject():
 
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert re.search(r'^version = "([^"]+)"', text, re.MULTILINE).group(1) == attnlib.__version__
+
+
+def test_rounded_by_hand():
+    assert attnlib.rounded(torch.tensor(0.12345)) == 0.123
+    assert attnlib.rounded(torch.tensor([[1.0049, -0.0001]]), 2) == [[1.0, 0.0]]
+    assert str(attnlib.rounded(torch.tensor([-0.0001]))) == "[0.0]"  # no "-0.0" in stored outputs
+    assert attnlib.rounded(torch.tensor([2.5]), 0) == [2.0]  # round half to even, like torch.round
+
+
+@pytest.mark.parametrize(("args", "error"), [(([1.0],), TypeError), ((torch.ones(1), 1.5), TypeError),
+                                             ((torch.ones(1), -1), ValueError)])
+def test_rounded_rejects(args, error):
+    with pytest.raises(error):
+        attnlib.rounded(*args)
+
+
+def test_submodules_come_with_the_package():
+    assert attnlib.attention.NadarayaWatson and attnlib.plot.attention_heatmap and attnlib.functional.causal_mask

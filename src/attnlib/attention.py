@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from numbers import Real
 
 import torch
 from torch import Tensor, nn
@@ -25,15 +26,19 @@ class NadarayaWatson(nn.Module):
 
     Raises
     ------
+    TypeError
+        If ``bandwidth`` is not a real number.
     ValueError
         If ``bandwidth`` is not positive and finite.
     """
 
     def __init__(self, bandwidth: float = 1.0) -> None:
         super().__init__()
-        if not (isinstance(bandwidth, (int, float)) and math.isfinite(bandwidth) and bandwidth > 0):
+        if isinstance(bandwidth, bool) or not isinstance(bandwidth, Real):
+            raise TypeError(f"bandwidth must be a positive float, got {type(bandwidth).__name__}")
+        if not (math.isfinite(bandwidth) and bandwidth > 0):
             raise ValueError(f"bandwidth must be a positive, finite number, got {bandwidth!r}")
-        self.log_bandwidth = nn.Parameter(torch.tensor(math.log(bandwidth)))
+        self.log_bandwidth = nn.Parameter(torch.tensor(math.log(float(bandwidth))))
 
     @property
     def bandwidth(self) -> Tensor:

@@ -26,6 +26,7 @@ def attention_heatmap(
     vmax: float | None = None,
     annotate: bool = False,
     colorbar_label: str = "weight",
+    xtick_rotation: float | None = None,
 ) -> Axes:
     """Draw an attention map: one row per query, one column per key, with a colour bar.
 
@@ -48,6 +49,9 @@ def attention_heatmap(
         Write each weight in its cell (for small maps).
     colorbar_label : str
         The colour bar's label.
+    xtick_rotation : float, optional
+        Angle of the key labels in degrees; by default 90 when there are more than 8 keys or a label has a line
+        longer than 8 characters, else 0.
 
     Returns
     -------
@@ -73,14 +77,20 @@ def attention_heatmap(
         if labels is not None and len(labels) != n:
             raise ValueError(f"{name} must have {side}={n} entries for weights of shape {(lq, lk)}, got {len(labels)}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(max(3.0, 0.45 * lk + 2.0), max(2.5, 0.4 * lq + 1.5)))
+        longest_query = max((len(str(t)) for t in query_labels), default=0) if query_labels is not None else 0
+        width = max(3.0, 0.45 * lk + 2.0 + 0.07 * longest_query)
+        _, ax = plt.subplots(figsize=(width, max(2.5, 0.4 * lq + 1.5)), layout="constrained")
     image = ax.imshow(array, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     colorbar = ax.figure.colorbar(image, ax=ax)
     colorbar.set_label(colorbar_label)
     if query_labels is not None:
         ax.set_yticks(range(lq), labels=[str(t) for t in query_labels])
     if key_labels is not None:
-        ax.set_xticks(range(lk), labels=[str(t) for t in key_labels], rotation=90 if lk > 8 else 0)
+        labels = [str(t) for t in key_labels]
+        if xtick_rotation is None:
+            longest_line = max((len(line) for t in labels for line in t.splitlines()), default=0)
+            xtick_rotation = 90 if lk > 8 or longest_line > 8 else 0
+        ax.set_xticks(range(lk), labels=labels, rotation=xtick_rotation)
     if annotate:
         threshold = (np.nanmax(array) + (vmin or 0.0)) / 2
         for i in range(lq):

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["get_device", "set_seed", "DEVICE_ENV_VAR"]
+__all__ = ["get_device", "set_seed", "rounded", "DEVICE_ENV_VAR"]
 
 DEVICE_ENV_VAR = "ATTNLIB_DEVICE"
 
@@ -79,3 +79,36 @@ def set_seed(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)  # noqa: NPY002 -- the legacy global generator is what notebook code uses
     torch.manual_seed(seed)  # also seeds every CUDA device
     return torch.Generator().manual_seed(seed)
+
+
+def rounded(tensor: torch.Tensor, digits: int = 3) -> float | list:
+    """A tensor as plain Python floats rounded to ``digits`` decimals: how notebooks print results.
+
+    The last digits of a float32 result differ a little between a CPU and a GPU (and between machines);
+    rounded figures do not, so stored notebook outputs stay the same on every device. ``-0.0`` becomes ``0.0``.
+
+    Parameters
+    ----------
+    tensor : Tensor, any shape, on any device
+    digits : int, >= 0
+
+    Returns
+    -------
+    float or nested lists of floats, shaped like ``tensor.tolist()``
+
+    Raises
+    ------
+    TypeError
+        If ``tensor`` is not a tensor or ``digits`` not an int.
+    ValueError
+        If ``digits`` is negative.
+    """
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
+    if isinstance(digits, bool) or not isinstance(digits, int):
+        raise TypeError(f"digits must be an int, got {type(digits).__name__}")
+    if digits < 0:
+        raise ValueError(f"digits must be non-negative, got {digits}")
+    scale = 10**digits
+    values = tensor.detach().to("cpu", torch.float64)
+    return (values * scale).round().div(scale).add(0.0).tolist()  # add(0.0) turns -0.0 into 0.0

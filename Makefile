@@ -13,7 +13,7 @@ BOOTSTRAP ?= $(STAMP)
 # Extra pip options for the first install, e.g. PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu".
 PIP_ARGS ?=
 
-JB_BUILD := $(PY) -m jupyter_book build . -W -n --keep-going
+JB_BUILD := $(PY) -c "import sys; from jupyter_book.cli.main import main; sys.exit(main())" build . -W -n --keep-going
 NBVAL := $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider notebooks
 

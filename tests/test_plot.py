@@ -50,6 +50,14 @@ def test_heatmap_annotates_and_draws_on_given_axes():
     assert sorted(t.get_text() for t in ax.texts) == ["0.00", "0.25", "0.75", "1.00"]
 
 
+def test_heatmap_text_colour_follows_the_colour_scale():
+    # With vmax=1, a 0.3 cell is dark (viridis), so its number must be white even if 0.3 is near the data's maximum.
+    ax = attention_heatmap(np.array([[0.3, 0.35]]), annotate=True, vmax=1.0)
+    assert [t.get_color() for t in ax.texts] == ["white", "white"]
+    ax = attention_heatmap(np.array([[0.9, 0.1]]), annotate=True, vmax=1.0)
+    assert [t.get_color() for t in ax.texts] == ["black", "white"]
+
+
 def test_heatmap_accepts_gradients_and_other_dtypes():
     w = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
     attention_heatmap(w * 1)

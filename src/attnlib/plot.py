@@ -92,7 +92,8 @@ def attention_heatmap(
             xtick_rotation = 90 if lk > 8 or longest_line > 8 else 0
         ax.set_xticks(range(lk), labels=labels, rotation=xtick_rotation)
     if annotate:
-        threshold = (np.nanmax(array) + (vmin or 0.0)) / 2
+        low = image.norm.vmin  # the colour scale actually used, so the text stays readable on every cell
+        threshold = (image.norm.vmax + low) / 2
         for i in range(lq):
             for j in range(lk):
                 colour = "black" if array[i, j] > threshold else "white"

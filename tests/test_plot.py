@@ -60,7 +60,8 @@ def test_heatmap_text_colour_follows_the_colour_scale():
 
 def test_heatmap_accepts_gradients_and_other_dtypes():
     w = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
-    attention_heatmap(w * 1)
+    ax = attention_heatmap(w * 1)  # a float64 tensor that needs grad: drawn without a detach() by the caller
+    np.testing.assert_allclose(ax.get_images()[0].get_array(), w.detach().numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -4,13 +4,34 @@ One module per idea, in the order the chapters meet them:
 
 - :mod:`attnlib.functional`: the math (masked softmax, scaled dot-product attention, masks).
 - :mod:`attnlib.attention`: attention layers as ``nn.Module`` s that hold parameters.
+- :mod:`attnlib.positional`: position information (sinusoidal and learned).
+- :mod:`attnlib.models`: the small models chapters 2 and 3 train for their experiments.
+- :mod:`attnlib.data`: data generated from a seed, and minibatches.
+- :mod:`attnlib.training`: the one training loop (``fit``), with a progress bar and a returned history.
 - :mod:`attnlib.plot`: figures the chapters share (attention heatmaps).
 - :mod:`attnlib.utils`: the device and the random seed, set in one place, and ``rounded`` for printing.
 """
 
-from attnlib import attention, functional, plot, utils
+from attnlib import attention, data, functional, models, plot, positional, training, utils
+from attnlib.attention import AdditiveAttention, DotProductAttention, SingleHeadAttention
 from attnlib.utils import get_device, rounded, set_seed
 
 __version__ = "0.1.0"
 
-__all__ = ["attention", "functional", "plot", "utils", "get_device", "rounded", "set_seed", "__version__"]
+__all__ = [
+    "attention",
+    "data",
+    "functional",
+    "models",
+    "plot",
+    "positional",
+    "training",
+    "utils",
+    "AdditiveAttention",
+    "DotProductAttention",
+    "SingleHeadAttention",
+    "get_device",
+    "rounded",
+    "set_seed",
+    "__version__",
+]

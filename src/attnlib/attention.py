@@ -6,11 +6,24 @@ import math
 from numbers import Real
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnlib.functional import gaussian_kernel_attention
+from attnlib.functional import (
+    NORMALIZERS,
+    _check_dropout,
+    _check_length,
+    _check_mask,
+    _check_qkv,
+    _check_scale,
+    dot_product_scores,
+    gaussian_kernel_attention,
+    masked_softmax,
+    normalize_scores,
+    scaled_dot_product_attention,
+)
 
-__all__ = ["NadarayaWatson"]
+__all__ = ["NadarayaWatson", "DotProductAttention", "AdditiveAttention", "SingleHeadAttention"]
 
 
 class NadarayaWatson(nn.Module):
@@ -58,3 +71,236 @@ class NadarayaWatson(nn.Module):
 
     def extra_repr(self) -> str:
         return f"bandwidth={self.bandwidth.item():.4g}"
+
+
+def _check_features(name: str, x: Tensor, expected: int, what: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have shape (..., L, {what}), got shape {tuple(x.shape)}")
+    if x.shape[-1] != expected:
+        raise ValueError(
+            f"{name} must have {expected} features in its last dimension ({what}={expected}), "
+            f"got shape {tuple(x.shape)}"
+        )
+
+
+class DotProductAttention(nn.Module):
+    r"""Scaled dot-product attention as a module (chapter 2): no parameters, dropout on the weights.
+
+    ``forward(query, key, value)`` computes :math:`\mathrm{normalise}(QK^\top \cdot s)\,V` with the scale
+    :math:`s = 1/\sqrt{d}` by default. With the default softmax it is
+    :func:`attnlib.functional.scaled_dot_product_attention`; another ``normalizer`` (chapter 2's experiment with
+    replacements for softmax) goes through :func:`attnlib.functional.normalize_scores`.
+
+    Parameters
+    ----------
+    dropout : float in [0, 1)
+        Dropout on the attention weights, in training mode only.
+    scale : float, optional
+        Multiplies the scores; default ``1 / sqrt(d)``.
+    normalizer : str
+        One of :data:`attnlib.functional.NORMALIZERS`; default ``"softmax"``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad ``dropout``, ``scale`` or ``normalizer``; in ``forward``, as
+        :func:`attnlib.functional.scaled_dot_product_attention`.
+    """
+
+    def __init__(self, dropout: float = 0.0, scale: float | None = None, normalizer: str = "softmax") -> None:
+        super().__init__()
+        self.dropout = _check_dropout(dropout)
+        if scale is not None:
+            _check_scale(scale, 1)
+        self.scale = scale
+        if normalizer not in NORMALIZERS:
+            raise ValueError(f"normalizer must be one of {NORMALIZERS}, got {normalizer!r}")
+        self.normalizer = normalizer
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``query`` (..., Lq, d) over ``key`` (..., Lk, d) to ``value`` (..., Lk, dv).
+
+        ``mask`` is boolean, broadcastable to (..., Lq, Lk), True = may attend. Returns ``(output (..., Lq, dv),
+        weights (..., Lq, Lk))``, the weights before dropout; ``weights`` is None when ``need_weights`` is False
+        (then softmax attention takes torch's fused kernel).
+        """
+        p = self.dropout if self.training else 0.0
+        if self.normalizer == "softmax":
+            return scaled_dot_product_attention(
+                query, key, value, mask=mask, dropout_p=p, scale=self.scale, need_weights=need_weights
+            )
+        _check_qkv(query, key, value)
+        scores = dot_product_scores(query, key, self.scale)  # (..., Lq, Lk)
+        weights = normalize_scores(scores, mask, self.normalizer)  # (..., Lq, Lk)
+        dropped = F.dropout(weights, p=p) if p > 0 else weights
+        return dropped @ value, (weights if need_weights else None)  # (..., Lq, dv)
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}, scale={self.scale}, normalizer={self.normalizer!r}"
+
+
+class AdditiveAttention(nn.Module):
+    r"""Additive attention (Bahdanau et al., 2015): an MLP scores each query against each key.
+
+    .. math:: e_{ij} = w^\top \tanh(W_q q_i + W_k k_j), \qquad a_{ij} = \mathrm{softmax}_j(e_{ij}), \qquad
+              y_i = \sum_j a_{ij} v_j
+
+    Query and key may have different sizes (a decoder state against encoder states, in chapter 4).
+
+    Parameters
+    ----------
+    query_dim : int
+        Features per query, ``dq``.
+    key_dim : int
+        Features per key, ``dk``.
+    hidden_dim : int
+        Width of the scoring MLP's hidden layer.
+    dropout : float in [0, 1)
+        Dropout on the attention weights, in training mode only.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a size is not a positive int or ``dropout`` is outside [0, 1).
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, hidden_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.query_dim = _check_length("query_dim", query_dim)
+        self.key_dim = _check_length("key_dim", key_dim)
+        self.hidden_dim = _check_length("hidden_dim", hidden_dim)
+        self.dropout = _check_dropout(dropout)
+        self.w_q = nn.Linear(query_dim, hidden_dim, bias=False)  # W_q
+        self.w_k = nn.Linear(key_dim, hidden_dim, bias=False)  # W_k
+        self.w_v = nn.Linear(hidden_dim, 1, bias=False)  # w, the score vector
+
+    def scores(self, query: Tensor, key: Tensor) -> Tensor:
+        """The alignment scores ``e`` of ``query`` (..., Lq, dq) against ``key`` (..., Lk, dk): (..., Lq, Lk)."""
+        _check_features("query", query, self.query_dim, "query_dim")
+        _check_features("key", key, self.key_dim, "key_dim")
+        hidden = self.w_q(query).unsqueeze(-2) + self.w_k(key).unsqueeze(-3)  # (..., Lq, Lk, hidden)
+        return self.w_v(torch.tanh(hidden)).squeeze(-1)  # (..., Lq, Lk)
+
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Attend from ``query`` (..., Lq, dq) over ``key`` (..., Lk, dk) to ``value`` (..., Lk, dv).
+
+        ``mask`` is boolean, broadcastable to (..., Lq, Lk), True = may attend (e.g. the padding mask of the
+        source, lifted to (B, 1, Lk)). Returns ``(output (..., Lq, dv), weights (..., Lq, Lk))``, the weights
+        before dropout. A query with nothing to attend to gets zero weights and a zero output.
+        """
+        _check_features("query", query, self.query_dim, "query_dim")
+        _check_features("key", key, self.key_dim, "key_dim")
+        if not isinstance(value, Tensor):
+            raise TypeError(f"value must be a torch.Tensor, got {type(value).__name__}")
+        if value.dim() < 2 or value.shape[-2] != key.shape[-2]:
+            raise ValueError(
+                f"key and value must have the same length Lk: key has shape {tuple(key.shape)}, "
+                f"value has shape {tuple(value.shape)}"
+            )
+        scores = self.scores(query, key)  # (..., Lq, Lk)
+        if mask is not None:
+            mask = _check_mask(mask, scores.shape, scores.device, "scores (..., Lq, Lk)")
+        weights = masked_softmax(scores, mask, dim=-1)  # (..., Lq, Lk)
+        dropped = F.dropout(weights, p=self.dropout) if self.training and self.dropout > 0 else weights
+        return dropped @ value, weights  # (..., Lq, dv), (..., Lq, Lk)
+
+    def extra_repr(self) -> str:
+        return f"query_dim={self.query_dim}, key_dim={self.key_dim}, hidden_dim={self.hidden_dim}"
+
+
+class SingleHeadAttention(nn.Module):
+    r"""One attention head with learned projections :math:`W_Q, W_K, W_V` (chapter 3).
+
+    .. math:: Q = X_q W_Q,\quad K = X_k W_K,\quad V = X_v W_V,\qquad
+              \mathrm{output} = \mathrm{softmax}(QK^\top / \sqrt{d_{head}})\,V
+
+    Called with one input, ``layer(x)``, it is **self-attention** (query, key and value all come from ``x``);
+    called with two, ``layer(x, memory)``, it is **cross-attention** (queries from ``x``, keys and values from
+    ``memory``). The weights are stored as ``nn.Linear`` layers, so ``W_Q`` is ``q_proj.weight.T``.
+
+    Parameters
+    ----------
+    embed_dim : int
+        Features per query input, ``d_model``.
+    head_dim : int, optional
+        Features per projected query, key and value, ``d_k`` (= ``d_v``); default ``embed_dim``.
+    kdim : int, optional
+        Features per key input, when it differs from ``embed_dim`` (cross-attention from a source of another
+        width); default ``embed_dim``.
+    vdim : int, optional
+        Features per value input; default ``kdim`` (keys and values usually come from the same source).
+    bias : bool
+        Whether the projections have a bias; default False, as in the equations.
+    dropout : float in [0, 1)
+        Dropout on the attention weights, in training mode only.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a size is not a positive int or ``dropout`` is outside [0, 1).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        head_dim: int | None = None,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        bias: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.embed_dim = _check_length("embed_dim", embed_dim)
+        self.head_dim = embed_dim if head_dim is None else _check_length("head_dim", head_dim)
+        self.kdim = embed_dim if kdim is None else _check_length("kdim", kdim)
+        self.vdim = self.kdim if vdim is None else _check_length("vdim", vdim)
+        self.dropout = _check_dropout(dropout)
+        self.q_proj = nn.Linear(self.embed_dim, self.head_dim, bias=bias)  # W_Q
+        self.k_proj = nn.Linear(self.kdim, self.head_dim, bias=bias)  # W_K
+        self.v_proj = nn.Linear(self.vdim, self.head_dim, bias=bias)  # W_V
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor | None = None,
+        value: Tensor | None = None,
+        mask: Tensor | None = None,
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``query`` (..., Lq, embed_dim) over ``key`` (..., Lk, kdim) to ``value`` (..., Lk, vdim).
+
+        ``key`` defaults to ``query`` (self-attention) and ``value`` to ``key``. ``mask`` is boolean,
+        broadcastable to (..., Lq, Lk), True = may attend. Returns ``(output (..., Lq, head_dim), weights
+        (..., Lq, Lk))``, the weights before dropout, or ``weights=None`` when ``need_weights`` is False (then
+        torch's fused kernel does the work).
+
+        Raises
+        ------
+        TypeError, ValueError
+            If an input is not a tensor of shape (..., L, features) with the features this layer was built for,
+            if key and value differ in length, or as :func:`attnlib.functional.scaled_dot_product_attention`.
+        """
+        key = query if key is None else key
+        value = key if value is None else value
+        _check_features("query", query, self.embed_dim, "embed_dim")
+        _check_features("key", key, self.kdim, "kdim")
+        _check_features("value", value, self.vdim, "vdim")
+        if key.shape[-2] != value.shape[-2]:
+            raise ValueError(
+                f"key and value must have the same length Lk: key has shape {tuple(key.shape)}, "
+                f"value has shape {tuple(value.shape)}"
+            )
+        q = self.q_proj(query)  # (..., Lq, head_dim)
+        k = self.k_proj(key)  # (..., Lk, head_dim)
+        v = self.v_proj(value)  # (..., Lk, head_dim)
+        p = self.dropout if self.training else 0.0
+        return scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p, need_weights=need_weights)
+
+    def extra_repr(self) -> str:
+        return f"embed_dim={self.embed_dim}, head_dim={self.head_dim}, kdim={self.kdim}, vdim={self.vdim}"

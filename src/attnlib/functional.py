@@ -23,6 +23,10 @@ from torch import Tensor
 
 __all__ = [
     "masked_softmax",
+    "dot_product_scores",
+    "cosine_scores",
+    "normalize_scores",
+    "NORMALIZERS",
     "scaled_dot_product_attention",
     "gaussian_kernel_attention",
     "causal_mask",
@@ -74,6 +78,16 @@ def _check_dropout(dropout_p: object) -> float:
     if not 0.0 <= float(dropout_p) < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
     return float(dropout_p)
+
+
+def _check_scale(scale: object, d: int) -> float:
+    if scale is None:
+        return 1.0 / math.sqrt(d) if d > 0 else 1.0
+    if isinstance(scale, bool) or not isinstance(scale, Real):
+        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale}")
+    return float(scale)
 
 
 def _check_qkv(query: object, key: object, value: object) -> torch.Size:
@@ -155,6 +169,120 @@ def masked_softmax(scores: Tensor, mask: Tensor | None = None, dim: int = -1) ->
     return torch.softmax(filled, dim=dim).masked_fill(~keep_any, 0.0)
 
 
+def dot_product_scores(query: Tensor, key: Tensor, scale: float | None = None) -> Tensor:
+    r"""Dot-product scores :math:`e_{ij} = s\, q_i \cdot k_j`, scaled by :math:`s = 1/\sqrt{d}` unless told otherwise.
+
+    Parameters
+    ----------
+    query : Tensor (..., Lq, d)
+    key : Tensor (..., Lk, d)
+        Same ``d`` as ``query``; the batch dimensions must broadcast.
+    scale : float, optional
+        Multiplies the scores; default ``1 / sqrt(d)``. Pass ``1.0`` for the plain dot product.
+
+    Returns
+    -------
+    Tensor (..., Lq, Lk)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`scaled_dot_product_attention` for query, key and scale.
+    """
+    _check_qkv(query, key, key)
+    scale = _check_scale(scale, query.shape[-1])
+    return (query @ key.transpose(-2, -1)) * scale  # (..., Lq, Lk)
+
+
+def cosine_scores(query: Tensor, key: Tensor, eps: float = 1e-8) -> Tensor:
+    r"""Cosine-similarity scores :math:`e_{ij} = q_i \cdot k_j / (\lVert q_i\rVert \lVert k_j\rVert)`, in [-1, 1].
+
+    A zero vector has cosine 0 with everything (its norm is clamped to ``eps``), never NaN.
+
+    Parameters
+    ----------
+    query : Tensor (..., Lq, d)
+    key : Tensor (..., Lk, d)
+    eps : float > 0
+        The smallest norm used in the division.
+
+    Returns
+    -------
+    Tensor (..., Lq, Lk)
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`dot_product_scores`; ``ValueError`` if ``eps`` is not positive.
+    """
+    _check_qkv(query, key, key)
+    if isinstance(eps, bool) or not isinstance(eps, Real) or not eps > 0:
+        raise ValueError(f"eps must be a positive float, got {eps!r}")
+    q = query / query.norm(dim=-1, keepdim=True).clamp_min(eps)  # (..., Lq, d)
+    k = key / key.norm(dim=-1, keepdim=True).clamp_min(eps)  # (..., Lk, d)
+    return q @ k.transpose(-2, -1)  # (..., Lq, Lk)
+
+
+NORMALIZERS = ("softmax", "relu", "relu_norm", "sigmoid")
+"""The ways :func:`normalize_scores` turns scores into weights."""
+
+
+def normalize_scores(scores: Tensor, mask: Tensor | None = None, method: str = "softmax") -> Tensor:
+    r"""Turn scores (..., Lq, Lk) into attention weights, with softmax or one of its proposed replacements.
+
+    With :math:`n` the number of keys a query may attend to and :math:`e_j` its scores:
+
+    - ``"softmax"``: :math:`e^{e_j} / \sum_k e^{e_k}`; rows sum to one (:func:`masked_softmax`).
+    - ``"relu"``: :math:`\mathrm{ReLU}(e_j) / n`, the replacement studied by Wortsman et al. (2023); rows do
+      not sum to one, and a row whose scores are all negative gives all-zero weights.
+    - ``"relu_norm"``: :math:`\mathrm{ReLU}(e_j) / \sum_k \mathrm{ReLU}(e_k)`; rows sum to one, or to zero
+      when no score is positive.
+    - ``"sigmoid"``: :math:`\sigma(e_j - \log n)`, each weight on its own in (0, 1), as in Ramapuram et
+      al. (2025); the bias :math:`-\log n` keeps the row sum near one at the start of training.
+
+    Masked-out keys get weight exactly 0, and a row with nothing to attend to gets all zeros, for every method.
+
+    Parameters
+    ----------
+    scores : Tensor, floating point (..., Lq, Lk)
+    mask : Tensor of bool, optional
+        Broadcastable to ``scores.shape``; True = may attend.
+    method : str
+        One of :data:`NORMALIZERS`.
+
+    Returns
+    -------
+    Tensor (..., Lq, Lk)
+
+    Raises
+    ------
+    TypeError
+        If ``scores`` is not floating point or ``mask`` is not boolean.
+    ValueError
+        If ``method`` is unknown, ``scores`` has fewer than 1 dimension, or ``mask`` cannot broadcast to it.
+    """
+    if method not in NORMALIZERS:
+        raise ValueError(f"method must be one of {NORMALIZERS}, got {method!r}")
+    _check_tensor("scores", scores, min_dim=1)
+    _check_float("scores", scores)
+    if method == "softmax":
+        return masked_softmax(scores, mask, dim=-1)
+    if mask is not None:
+        mask = _check_mask(mask, scores.shape, scores.device, "scores")
+        keep = mask.expand(scores.shape)  # (..., Lq, Lk)
+    else:
+        keep = torch.ones_like(scores, dtype=torch.bool)
+    n = keep.sum(dim=-1, keepdim=True).clamp_min(1).to(scores.dtype)  # (..., Lq, 1) keys each query may see
+    if method == "relu":
+        weights = F.relu(scores) / n
+    elif method == "relu_norm":
+        positive = F.relu(scores).masked_fill(~keep, 0.0)
+        weights = positive / positive.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(scores.dtype).tiny)
+    else:  # sigmoid
+        weights = torch.sigmoid(scores - n.log())
+    return weights.masked_fill(~keep, 0.0)  # (..., Lq, Lk)
+
+
 def scaled_dot_product_attention(
     query: Tensor,
     key: Tensor,
@@ -209,20 +337,15 @@ def scaled_dot_product_attention(
     dropout_p = _check_dropout(dropout_p)
     if not isinstance(need_weights, bool):
         raise TypeError(f"need_weights must be a bool, got {type(need_weights).__name__}")
-    if scale is None:
-        scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] > 0 else 1.0
-    elif isinstance(scale, bool) or not isinstance(scale, Real):
-        raise TypeError(f"scale must be a float or None, got {type(scale).__name__}")
-    elif not math.isfinite(scale):
-        raise ValueError(f"scale must be finite, got {scale}")
+    scale = _check_scale(scale, query.shape[-1])
     scores_shape = batch + (query.shape[-2], key.shape[-2])  # (..., Lq, Lk)
     if mask is not None:
         mask = _check_mask(mask, scores_shape, query.device, "scores (..., Lq, Lk)")
 
     if not need_weights:
-        return _fused_attention(query, key, value, mask, batch, dropout_p, float(scale)), None
+        return _fused_attention(query, key, value, mask, batch, dropout_p, scale), None
 
-    scores = (query @ key.transpose(-2, -1)) * scale  # (..., Lq, Lk)
+    scores = (query @ key.transpose(-2, -1)) * scale  # (..., Lq, Lk), as dot_product_scores
     weights = masked_softmax(scores, mask, dim=-1)  # (..., Lq, Lk)
     dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
     output = dropped @ value  # (..., Lq, dv)

@@ -31,6 +31,29 @@ class _ThisPython(KernelSpecManager):
         )
 
 
+def _settle_streams(nb: nbformat.NotebookNode) -> None:
+    """Store streams as a reader's screen shows them: consecutive chunks merged, each line cut at its last \\r.
+
+    A progress bar redraws its line with carriage returns; Jupyter shows only the last drawing, but the raw
+    stream holds every one, which the built site would print one under another.
+    """
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        merged: list = []
+        for out in cell.outputs:
+            if out.output_type == "stream" and merged and merged[-1].output_type == "stream" and (
+                merged[-1].name == out.name
+            ):
+                merged[-1].text += out.text
+            else:
+                merged.append(out)
+        for out in merged:
+            if out.output_type == "stream" and "\r" in out.text:
+                out.text = "\n".join(line.rstrip("\r").rsplit("\r", 1)[-1] for line in out.text.split("\n"))
+        cell.outputs = merged
+
+
 def execute(path: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
     km = KernelManager(kernel_name="python3", kernel_spec_manager=_ThisPython())
@@ -44,6 +67,7 @@ def execute(path: Path, timeout: int) -> float:
         if km.has_kernel:  # we own this kernel manager, so nbclient leaves the kernel to us
             km.shutdown_kernel(now=True)
     elapsed = time.perf_counter() - start
+    _settle_streams(nb)
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nbformat.write(nb, path)
     return elapsed

@@ -24,6 +24,10 @@ help:
 	@echo "make test      ruff, pytest over tests/, nbval (strict) over notebooks/, then the book build"
 	@echo "make execute   re-run every notebook top to bottom on the CPU to refresh its stored outputs"
 	@echo "make test-gpu  the notebook suite with ATTNLIB_DEVICE=cuda (fails at once without CUDA)"
+	@echo "make lint      ruff over the package, the tests, the scripts and the notebooks"
+	@echo "make unit      pytest over tests/ only"
+	@echo "make nbval     nbval (strict) over notebooks/ only"
+	@echo "make clean     remove _build and the test caches"
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(VENV)/bin/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }

@@ -213,10 +213,13 @@ def cosine_scores(query: Tensor, key: Tensor, eps: float = 1e-8) -> Tensor:
     Raises
     ------
     TypeError, ValueError
-        As :func:`dot_product_scores`; ``ValueError`` if ``eps`` is not positive.
+        As :func:`dot_product_scores`; ``TypeError`` if ``eps`` is not a number, ``ValueError`` if it is not
+        positive.
     """
     _check_qkv(query, key, key)
-    if isinstance(eps, bool) or not isinstance(eps, Real) or not eps > 0:
+    if isinstance(eps, bool) or not isinstance(eps, Real):
+        raise TypeError(f"eps must be a positive float, got {type(eps).__name__}")
+    if not eps > 0:
         raise ValueError(f"eps must be a positive float, got {eps!r}")
     q = query / query.norm(dim=-1, keepdim=True).clamp_min(eps)  # (..., Lq, d)
     k = key / key.norm(dim=-1, keepdim=True).clamp_min(eps)  # (..., Lk, d)

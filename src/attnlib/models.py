@@ -21,7 +21,7 @@ def _check_tokens(name: str, x: object, ndim: int, vocab: int) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
     if x.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{name} must hold integer token ids (int64), got dtype {x.dtype}")
+        raise TypeError(f"{name} must hold integer token ids (int64 or int32), got dtype {x.dtype}")
     if x.dim() != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
     if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab):

@@ -90,7 +90,8 @@ def _check_embeddings(x: object, dim: int, max_len: int) -> Tensor:
 class SinusoidalPositionalEncoding(nn.Module):
     """Add the sinusoidal table to a batch of embeddings, then apply dropout (as in Vaswani et al., 2017).
 
-    The table is a buffer (it moves with ``.to(device)`` and is saved in the state dict, but is not trained).
+    The table is a buffer: it moves with ``.to(device)``, is not trained, and is not saved in the state dict
+    (it is rebuilt from ``dim`` and ``max_len``). It is stored in float32 and cast to the input's dtype.
 
     Parameters
     ----------

@@ -101,7 +101,8 @@ def fit(
     Each step: move the batch to ``device``, ``loss = loss_fn(model, batch)``, backward, clip the gradient norm
     (if ``max_grad_norm``), ``optimizer.step()``, then ``scheduler.step()`` (if given: the schedule is per step,
     as warm-up schedules are). After each epoch, ``evaluate(model)`` runs in eval mode under ``torch.no_grad()``
-    and its metrics are recorded; training stops early when ``stop_when(metrics)`` is true.
+    and its metrics are recorded; training stops early when ``stop_when(metrics)`` is true. The model is left in
+    eval mode when ``fit`` returns (or raises), ready to be evaluated or plotted.
 
     Parameters
     ----------

@@ -2,6 +2,8 @@
 
 - :class:`Batches`: shuffled minibatches of aligned tensors, the same order on every run with the same seed.
 - Toy tasks of chapters 2 and 3: :func:`associative_recall`, :func:`reversal_task`, :func:`copy_task`.
+- Dates in many human formats to ISO 8601 (chapters 4 and 6): :func:`date_splits`, :class:`CharVocab`,
+  :func:`encode_date_pairs`.
 
 Every generator takes a ``seed`` and uses its own ``torch.Generator``, so it neither reads nor changes torch's
 global random state.
@@ -9,14 +11,29 @@ global random state.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as _dt
+import string
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from attnlib.functional import _check_int, _check_length
 
-__all__ = ["Batches", "associative_recall", "reversal_task", "copy_task"]
+__all__ = [
+    "Batches",
+    "associative_recall",
+    "reversal_task",
+    "copy_task",
+    "DATE_FORMATS",
+    "DatePair",
+    "format_date",
+    "date_splits",
+    "CharVocab",
+    "date_vocabularies",
+    "encode_date_pairs",
+]
 
 
 def _generator(seed: object) -> torch.Generator:
@@ -158,3 +175,214 @@ def copy_task(n: int, length: int = 8, vocab_size: int = 16, seed: int = 0) -> t
     """
     tokens = _tokens(n, length, vocab_size, seed)
     return tokens, tokens.clone()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dates (chapters 4 and 6): human-written dates to ISO 8601.
+
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+# name -> how to write a date. Month and weekday names are English and built here, not by strftime, so the
+# output does not depend on the machine's locale. Every format is unambiguous: the year has four digits, and
+# where day and month are both numbers the year comes first (year-month-day, as in ISO 8601), an order nobody
+# reads as year-day-month. "3.3.1998" is left out on purpose: 3.4.1998 is 3 April in Europe and March 4 in the US.
+DATE_FORMATS: dict[str, Callable[[_dt.date], str]] = {
+    "tue 03 mar 1998": lambda d: (
+        f"{_WEEKDAYS[d.weekday()][:3]} {d.day:02d} {_MONTHS[d.month - 1][:3]} {d.year}".lower()
+    ),
+    "March 3, 1998": lambda d: f"{_MONTHS[d.month - 1]} {d.day}, {d.year}",
+    "3 march 1998": lambda d: f"{d.day} {_MONTHS[d.month - 1]} {d.year}".lower(),
+    "1998/3/3": lambda d: f"{d.year}/{d.month}/{d.day}",
+    "03 Mar 1998": lambda d: f"{d.day:02d} {_MONTHS[d.month - 1][:3]} {d.year}",
+    "Tuesday, March 3, 1998": lambda d: f"{_WEEKDAYS[d.weekday()]}, {_MONTHS[d.month - 1]} {d.day}, {d.year}",
+    "mar 3 1998": lambda d: f"{_MONTHS[d.month - 1][:3]} {d.day} {d.year}".lower(),
+    "3rd of March 1998": lambda d: f"{_ordinal(d.day)} of {_MONTHS[d.month - 1]} {d.year}",
+    "1998.03.03": lambda d: f"{d.year}.{d.month:02d}.{d.day:02d}",
+    "Mar. 3, 1998": lambda d: f"{_MONTHS[d.month - 1][:3]}. {d.day}, {d.year}",
+    "TUESDAY 3 MARCH 1998": lambda d: f"{_WEEKDAYS[d.weekday()]} {d.day} {_MONTHS[d.month - 1]} {d.year}".upper(),
+    "1998 Mar 03": lambda d: f"{d.year} {_MONTHS[d.month - 1][:3]} {d.day:02d}",
+}
+"""The human-readable formats, each named by how it writes Tuesday 3 March 1998."""
+
+
+def format_date(day: _dt.date, fmt: str) -> str:
+    """Write ``day`` in the format named ``fmt`` (a key of :data:`DATE_FORMATS`).
+
+    Raises ``TypeError`` if ``day`` is not a ``datetime.date``, ``ValueError`` if ``fmt`` is unknown.
+    """
+    if not isinstance(day, _dt.date):
+        raise TypeError(f"day must be a datetime.date, got {type(day).__name__}")
+    if fmt not in DATE_FORMATS:
+        raise ValueError(f"fmt must be one of {list(DATE_FORMATS)}, got {fmt!r}")
+    return DATE_FORMATS[fmt](day)
+
+
+@dataclass(frozen=True)
+class DatePair:
+    """One example: ``source`` (a human-written date), ``target`` (ISO 8601), and the format's name."""
+
+    source: str
+    target: str
+    format: str
+
+
+def date_splits(
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    seed: int = 0,
+    first_year: int = 1900,
+    last_year: int = 2099,
+) -> tuple[list[DatePair], list[DatePair], list[DatePair]]:
+    """Train, validation and test sets of (human date, ISO date) pairs, disjoint in the dates themselves.
+
+    All days from 1 January ``first_year`` to 31 December ``last_year`` are shuffled with ``seed`` and dealt
+    out: the first ``n_train`` days to training, the next ``n_val`` to validation, the next ``n_test`` to the
+    test set, so no calendar day appears in two sets (whatever its format). Each day is written in a format
+    drawn uniformly from :data:`DATE_FORMATS`.
+
+    Returns
+    -------
+    train, val, test : lists of DatePair
+
+    Raises
+    ------
+    TypeError
+        If a size, the seed or a year is not an int.
+    ValueError
+        If a size is negative, the years are not in 1000..9999 with ``first_year <= last_year``, or the range
+        holds fewer days than asked for.
+    """
+    sizes = [_check_int(name, n) for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test))]
+    if min(sizes) < 0:
+        raise ValueError(f"n_train, n_val and n_test must be non-negative, got {sizes}")
+    first_year, last_year = _check_int("first_year", first_year), _check_int("last_year", last_year)
+    if not 1000 <= first_year <= last_year <= 9999:
+        raise ValueError(
+            f"years must satisfy 1000 <= first_year <= last_year <= 9999 (four digits), got {first_year}..{last_year}"
+        )
+    start = _dt.date(first_year, 1, 1)
+    n_days = (_dt.date(last_year, 12, 31) - start).days + 1
+    if sum(sizes) > n_days:
+        raise ValueError(f"asked for {sum(sizes)} distinct days but {first_year}..{last_year} has only {n_days}")
+    g = _generator(seed)
+    order = torch.randperm(n_days, generator=g)[: sum(sizes)].tolist()
+    names = list(DATE_FORMATS)
+    picks = torch.randint(len(names), (sum(sizes),), generator=g).tolist()
+    pairs = []
+    for offset, pick in zip(order, picks, strict=True):
+        day = start + _dt.timedelta(days=offset)
+        pairs.append(DatePair(format_date(day, names[pick]), day.isoformat(), names[pick]))
+    a, b = sizes[0], sizes[0] + sizes[1]
+    return pairs[:a], pairs[a:b], pairs[b:]
+
+
+class CharVocab:
+    """A character vocabulary with the special tokens PAD = 0, BOS = 1 and EOS = 2.
+
+    Parameters
+    ----------
+    chars : str
+        The characters, each once; they get the ids 3, 4, ... in this order.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``chars`` is not a string of distinct characters.
+    """
+
+    PAD, BOS, EOS = 0, 1, 2
+    SPECIALS = ("<pad>", "<bos>", "<eos>")
+
+    def __init__(self, chars: str) -> None:
+        if not isinstance(chars, str):
+            raise TypeError(f"chars must be a str, got {type(chars).__name__}")
+        if len(set(chars)) != len(chars):
+            raise ValueError(f"chars must be distinct, got repeats in {chars!r}")
+        self.chars = chars
+        self.index = {c: i + len(self.SPECIALS) for i, c in enumerate(chars)}
+
+    def __len__(self) -> int:
+        return len(self.SPECIALS) + len(self.chars)
+
+    def tokens(self) -> list[str]:
+        """Every token, in id order: the specials, then the characters."""
+        return [*self.SPECIALS, *self.chars]
+
+    def encode(self, texts: Sequence[str], bos: bool = False, eos: bool = False) -> tuple[Tensor, Tensor]:
+        """Encode strings as a padded batch: ``(ids (N, L) int64, lengths (N,) int64)``, PAD after each end.
+
+        ``bos``/``eos`` put BOS before and EOS after each string (counted in its length). Raises ``ValueError``
+        naming the string and the character when a character is not in the vocabulary.
+        """
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts must be a sequence of strings (wrap a single string in a list)")
+        rows = []
+        for t in texts:
+            missing = [c for c in t if c not in self.index]
+            if missing:
+                raise ValueError(f"character {missing[0]!r} of {t!r} is not in the vocabulary")
+            rows.append([self.BOS] * bos + [self.index[c] for c in t] + [self.EOS] * eos)
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        ids = torch.full((len(rows), int(lengths.max()) if rows else 0), self.PAD, dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        return ids, lengths
+
+    def decode(self, ids: Sequence[int] | Tensor) -> str:
+        """Turn ids back into a string: BOS and PAD are skipped, and the string ends at the first EOS."""
+        out = []
+        for i in ids.tolist() if isinstance(ids, Tensor) else ids:
+            if i == self.EOS:
+                break
+            if i >= len(self.SPECIALS):
+                out.append(self.chars[i - len(self.SPECIALS)])
+        return "".join(out)
+
+
+DATE_SOURCE_CHARS = " ,./0123456789" + string.ascii_lowercase + string.ascii_uppercase
+"""Every character a format in :data:`DATE_FORMATS` can write (and a few more: all ASCII letters)."""
+DATE_TARGET_CHARS = "-0123456789"
+"""Every character of an ISO 8601 date."""
+
+
+def date_vocabularies() -> tuple[CharVocab, CharVocab]:
+    """The source and target vocabularies of the date task, fixed (they do not depend on the data drawn)."""
+    return CharVocab(DATE_SOURCE_CHARS), CharVocab(DATE_TARGET_CHARS)
+
+
+def encode_date_pairs(
+    pairs: Sequence[DatePair], source_vocab: CharVocab, target_vocab: CharVocab
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Tensors for training a seq2seq model with teacher forcing.
+
+    Returns
+    -------
+    source : (N, S) int64, padded with PAD
+    source_lengths : (N,) int64
+    target_in : (N, T) int64, ``BOS + target`` (what the decoder reads)
+    target_out : (N, T) int64, ``target + EOS`` (what it must predict), aligned with ``target_in``
+    """
+    source, source_lengths = source_vocab.encode([p.source for p in pairs])
+    target, _ = target_vocab.encode([p.target for p in pairs], bos=True, eos=True)
+    return source, source_lengths, target[:, :-1], target[:, 1:]

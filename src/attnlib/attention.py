@@ -178,21 +178,45 @@ class AdditiveAttention(nn.Module):
         self.w_k = nn.Linear(key_dim, hidden_dim, bias=False)  # W_k
         self.w_v = nn.Linear(hidden_dim, 1, bias=False)  # w, the score vector
 
-    def scores(self, query: Tensor, key: Tensor) -> Tensor:
-        """The alignment scores ``e`` of ``query`` (..., Lq, dq) against ``key`` (..., Lk, dk): (..., Lq, Lk)."""
-        _check_features("query", query, self.query_dim, "query_dim")
+    def project_key(self, key: Tensor) -> Tensor:
+        """``W_k k_j`` for every key: (..., Lk, dk) -> (..., Lk, hidden_dim).
+
+        A decoder that attends over the same keys at every step computes this once and passes it to
+        :meth:`scores` or :meth:`forward` as ``key_proj``.
+        """
         _check_features("key", key, self.key_dim, "key_dim")
-        hidden = self.w_q(query).unsqueeze(-2) + self.w_k(key).unsqueeze(-3)  # (..., Lq, Lk, hidden)
+        return self.w_k(key)  # (..., Lk, hidden)
+
+    def scores(self, query: Tensor, key: Tensor, key_proj: Tensor | None = None) -> Tensor:
+        """The alignment scores ``e`` of ``query`` (..., Lq, dq) against ``key`` (..., Lk, dk): (..., Lq, Lk).
+
+        ``key_proj``, if given, is ``project_key(key)``, reused instead of being computed again.
+        """
+        _check_features("query", query, self.query_dim, "query_dim")
+        if key_proj is None:
+            key_proj = self.project_key(key)
+        elif key_proj.shape[-2:] != (key.shape[-2], self.hidden_dim):
+            raise ValueError(
+                f"key_proj must have shape (..., {key.shape[-2]}, {self.hidden_dim}) = project_key(key), "
+                f"got {tuple(key_proj.shape)}"
+            )
+        hidden = self.w_q(query).unsqueeze(-2) + key_proj.unsqueeze(-3)  # (..., Lq, Lk, hidden)
         return self.w_v(torch.tanh(hidden)).squeeze(-1)  # (..., Lq, Lk)
 
     def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        key_proj: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Attend from ``query`` (..., Lq, dq) over ``key`` (..., Lk, dk) to ``value`` (..., Lk, dv).
 
         ``mask`` is boolean, broadcastable to (..., Lq, Lk), True = may attend (e.g. the padding mask of the
-        source, lifted to (B, 1, Lk)). Returns ``(output (..., Lq, dv), weights (..., Lq, Lk))``, the weights
-        before dropout. A query with nothing to attend to gets zero weights and a zero output.
+        source, lifted to (B, 1, Lk)). ``key_proj`` is an optional precomputed :meth:`project_key` of ``key``.
+        Returns ``(output (..., Lq, dv), weights (..., Lq, Lk))``, the weights before dropout. A query with
+        nothing to attend to gets zero weights and a zero output.
         """
         _check_features("query", query, self.query_dim, "query_dim")
         _check_features("key", key, self.key_dim, "key_dim")
@@ -203,7 +227,7 @@ class AdditiveAttention(nn.Module):
                 f"key and value must have the same length Lk: key has shape {tuple(key.shape)}, "
                 f"value has shape {tuple(value.shape)}"
             )
-        scores = self.scores(query, key)  # (..., Lq, Lk)
+        scores = self.scores(query, key, key_proj)  # (..., Lq, Lk)
         if mask is not None:
             mask = _check_mask(mask, scores.shape, scores.device, "scores (..., Lq, Lk)")
         weights = masked_softmax(scores, mask, dim=-1)  # (..., Lq, Lk)

@@ -33,6 +33,7 @@ __all__ = [
     "CharVocab",
     "date_vocabularies",
     "encode_date_pairs",
+    "copy_sequences",
 ]
 
 
@@ -386,3 +387,39 @@ def encode_date_pairs(
     source, source_lengths = source_vocab.encode([p.source for p in pairs])
     target, _ = target_vocab.encode([p.target for p in pairs], bos=True, eos=True)
     return source, source_lengths, target[:, :-1], target[:, 1:]
+
+
+def copy_sequences(
+    n: int, min_len: int, max_len: int, vocab_size: int = 10, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Sequences to copy, of random lengths, as seq2seq tensors (chapter 4's test of the bottleneck).
+
+    Each source holds ``L`` tokens, ``L`` uniform in ``[min_len, max_len]``, drawn from ``vocab_size`` symbols
+    with the ids ``3 .. 3 + vocab_size - 1`` (after :class:`CharVocab`'s PAD, BOS, EOS); the target is the same
+    sequence. The longer the sequence, the more a single summary vector has to hold.
+
+    Returns
+    -------
+    source : (n, max_len) int64, PAD after each sequence
+    lengths : (n,) int64
+    target_in : (n, max_len + 1) int64, BOS then the sequence
+    target_out : (n, max_len + 1) int64, the sequence then EOS
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a size is not a positive int or ``min_len > max_len``.
+    """
+    n, vocab_size = _check_length("n", n), _check_length("vocab_size", vocab_size)
+    min_len, max_len = _check_length("min_len", min_len), _check_length("max_len", max_len)
+    if min_len > max_len:
+        raise ValueError(f"min_len must be at most max_len, got {min_len} > {max_len}")
+    g = _generator(seed)
+    lengths = torch.randint(min_len, max_len + 1, (n,), generator=g)  # (n,)
+    symbols = torch.randint(vocab_size, (n, max_len), generator=g) + len(CharVocab.SPECIALS)  # (n, max_len)
+    real = torch.arange(max_len)[None, :] < lengths[:, None]  # (n, max_len)
+    source = symbols.masked_fill(~real, CharVocab.PAD)
+    target_in = torch.cat([torch.full((n, 1), CharVocab.BOS), source], dim=1)  # (n, max_len + 1)
+    target_out = torch.cat([source, torch.full((n, 1), CharVocab.PAD)], dim=1)
+    target_out[torch.arange(n), lengths] = CharVocab.EOS
+    return source, lengths, target_in, target_out

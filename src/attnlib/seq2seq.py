@@ -1,0 +1,284 @@
+"""Sequence-to-sequence models with recurrent networks, with and without attention (chapter 4).
+
+- :class:`Encoder`: embeddings and a bidirectional GRU; its outputs ``h_j`` are the keys and values of attention.
+- Three decoders, one GRU step per output token:
+
+  - :class:`PlainDecoder`: no attention; the whole source reaches it as one vector, the encoder's final state
+    (the bottleneck of Cho et al., 2014 and Sutskever et al., 2014).
+  - :class:`BahdanauDecoder`: additive attention of the previous state ``s_{t-1}`` over every ``h_j``; the context
+    is fed into the GRU with the input token (Bahdanau et al., 2015).
+  - :class:`LuongDecoder`: the GRU steps first; multiplicative ("general") attention of the new state ``s_t``;
+    the context is combined with ``s_t`` after the GRU (Luong et al., 2015).
+
+- :class:`Seq2Seq`: an encoder and a decoder; ``forward`` runs with teacher forcing, :meth:`Seq2Seq.greedy_decode`
+  emits the most likely token at each step until EOS and returns the attention weights for plotting.
+
+Token ids follow :class:`attnlib.data.CharVocab`: PAD = 0, BOS = 1, EOS = 2. Padding is masked in every attention.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from attnlib.attention import AdditiveAttention
+from attnlib.data import CharVocab
+from attnlib.functional import _check_length, padding_mask, scaled_dot_product_attention
+
+__all__ = ["Encoder", "PlainDecoder", "BahdanauDecoder", "LuongDecoder", "Seq2Seq", "make_seq2seq", "exact_match"]
+
+PAD, BOS, EOS = CharVocab.PAD, CharVocab.BOS, CharVocab.EOS
+
+
+def _check_ids(name: str, x: object, vocab_size: int) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
+    if x.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must hold integer token ids, got dtype {x.dtype}")
+    if x.dim() != 2:
+        raise ValueError(f"{name} must have shape (B, L), got shape {tuple(x.shape)}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
+        raise ValueError(f"{name} must hold ids in [0, {vocab_size}), got values in [{int(x.min())}, {int(x.max())}]")
+    return x
+
+
+class Encoder(nn.Module):
+    """Embed the source tokens and read them with a bidirectional GRU.
+
+    Parameters
+    ----------
+    vocab_size, embed_dim, hidden_dim : int
+        Source vocabulary, embedding width, GRU width per direction.
+
+    ``forward(source (B, S), lengths (B,))`` returns ``(outputs (B, S, 2*hidden_dim), final (B, 2*hidden_dim))``:
+    ``outputs[:, j]`` is ``h_j``, the forward and backward states at position ``j`` side by side (zero on padding);
+    ``final`` joins the forward GRU's last state and the backward GRU's first, a summary of the whole source.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.vocab_size = _check_length("vocab_size", vocab_size)
+        self.embedding = nn.Embedding(vocab_size, _check_length("embed_dim", embed_dim), padding_idx=PAD)
+        self.rnn = nn.GRU(embed_dim, _check_length("hidden_dim", hidden_dim), batch_first=True, bidirectional=True)
+        self.output_dim = 2 * hidden_dim
+
+    def forward(self, source: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        _check_ids("source", source, self.vocab_size)
+        if not isinstance(lengths, Tensor) or lengths.shape != source.shape[:1]:
+            raise ValueError(f"lengths must be a tensor of shape ({source.shape[0]},), got {lengths!r:.60}")
+        if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > source.shape[1]):
+            raise ValueError(f"lengths must lie in [1, {source.shape[1]}], got {lengths.tolist()}")
+        embedded = self.embedding(source)  # (B, S, E)
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, final = self.rnn(packed)  # final: (2, B, H)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=source.shape[1])  # (B, S, 2H)
+        return outputs, torch.cat([final[0], final[1]], dim=-1)  # (B, S, 2H), (B, 2H)
+
+
+class _Decoder(nn.Module):
+    """What the three decoders share: the embedding, the initial state and the step interface."""
+
+    uses_attention = True
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, memory_dim: int) -> None:
+        super().__init__()
+        self.vocab_size = _check_length("vocab_size", vocab_size)
+        self.hidden_dim = _check_length("hidden_dim", hidden_dim)
+        self.embedding = nn.Embedding(vocab_size, _check_length("embed_dim", embed_dim), padding_idx=PAD)
+        self.init_state = nn.Linear(_check_length("memory_dim", memory_dim), hidden_dim)  # s_0 from the summary
+
+    def start(self, summary: Tensor) -> Tensor:
+        """The initial state ``s_0 = tanh(W summary)``: (B, memory_dim) -> (B, hidden_dim)."""
+        return torch.tanh(self.init_state(summary))
+
+    def prepare(self, memory: Tensor) -> Tensor | None:
+        """Work on the memory that every step reuses (computed once per source); None when there is none."""
+        return None
+
+    def step(
+        self, token: Tensor, state: Tensor, memory: Tensor, mask: Tensor, summary: Tensor, prepared: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One output step: ``token`` (B,), ``state`` (B, hidden), ``memory`` (B, S, memory_dim), ``mask`` (B, S)
+        True at real source tokens, ``summary`` (B, memory_dim), ``prepared`` = ``prepare(memory)``
+        -> ``(logits (B, V), new state, weights (B, S) or None)``."""
+        raise NotImplementedError
+
+
+class PlainDecoder(_Decoder):
+    """A GRU decoder without attention: every step sees the same context, the encoder's final summary.
+
+    Input to the GRU at step t: ``[embedding(y_{t-1}); c]``; output layer on ``[s_t; c; embedding(y_{t-1})]``,
+    with ``c`` the summary for every ``t`` (as in Cho et al., 2014). Returns no attention weights.
+    """
+
+    uses_attention = False
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, memory_dim: int) -> None:
+        super().__init__(vocab_size, embed_dim, hidden_dim, memory_dim)
+        self.cell = nn.GRUCell(embed_dim + memory_dim, hidden_dim)
+        self.out = nn.Linear(hidden_dim + memory_dim + embed_dim, vocab_size)
+
+    def step(self, token, state, memory, mask, summary, prepared):
+        emb = self.embedding(token)  # (B, E)
+        state = self.cell(torch.cat([emb, summary], dim=-1), state)  # (B, Hd)
+        return self.out(torch.cat([state, summary, emb], dim=-1)), state, None
+
+
+class BahdanauDecoder(_Decoder):
+    r"""Bahdanau et al. (2015): attend with the previous state, then step the GRU with the context.
+
+    .. math:: e_{tj} = w^\top \tanh(W s_{t-1} + U h_j), \quad a_t = \mathrm{softmax}(e_t), \quad
+              c_t = \sum_j a_{tj} h_j, \quad s_t = \mathrm{GRU}([y_{t-1}; c_t], s_{t-1})
+
+    and the output layer reads ``[s_t; c_t; y_{t-1}]``. The score is :class:`attnlib.AdditiveAttention`.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, memory_dim: int, attn_dim: int) -> None:
+        super().__init__(vocab_size, embed_dim, hidden_dim, memory_dim)
+        self.attention = AdditiveAttention(hidden_dim, memory_dim, _check_length("attn_dim", attn_dim))
+        self.cell = nn.GRUCell(embed_dim + memory_dim, hidden_dim)
+        self.out = nn.Linear(hidden_dim + memory_dim + embed_dim, vocab_size)
+
+    def prepare(self, memory: Tensor) -> Tensor:
+        return self.attention.project_key(memory)  # (B, S, attn_dim): U h_j, the same at every step
+
+    def step(self, token, state, memory, mask, summary, prepared):
+        emb = self.embedding(token)  # (B, E)
+        context, weights = self.attention(
+            state[:, None], memory, memory, mask=mask[:, None], key_proj=prepared
+        )  # (B, 1, M), (B, 1, S)
+        context = context[:, 0]  # (B, M)
+        state = self.cell(torch.cat([emb, context], dim=-1), state)  # (B, Hd)
+        return self.out(torch.cat([state, context, emb], dim=-1)), state, weights[:, 0]
+
+
+class LuongDecoder(_Decoder):
+    r"""Luong et al. (2015), "general" score: step the GRU first, then attend with the new state.
+
+    .. math:: s_t = \mathrm{GRU}(y_{t-1}, s_{t-1}), \quad e_{tj} = s_t^\top W_a h_j, \quad
+              c_t = \sum_j a_{tj} h_j, \quad \tilde s_t = \tanh(W_c [c_t; s_t])
+
+    and the output layer reads :math:`\tilde s_t`. The score is a dot product after one linear map, computed by
+    :func:`attnlib.functional.scaled_dot_product_attention` with ``scale=1`` (Luong's score is not scaled).
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, memory_dim: int) -> None:
+        super().__init__(vocab_size, embed_dim, hidden_dim, memory_dim)
+        self.cell = nn.GRUCell(embed_dim, hidden_dim)
+        self.w_a = nn.Linear(hidden_dim, memory_dim, bias=False)  # s_t W_a, the query
+        self.combine = nn.Linear(memory_dim + hidden_dim, hidden_dim)  # W_c
+        self.out = nn.Linear(hidden_dim, vocab_size)
+
+    def step(self, token, state, memory, mask, summary, prepared):
+        state = self.cell(self.embedding(token), state)  # (B, Hd)
+        query = self.w_a(state)[:, None]  # (B, 1, M)
+        context, weights = scaled_dot_product_attention(query, memory, memory, mask=mask[:, None], scale=1.0)
+        attentional = torch.tanh(self.combine(torch.cat([context[:, 0], state], dim=-1)))  # (B, Hd)
+        return self.out(attentional), state, weights[:, 0]
+
+
+class Seq2Seq(nn.Module):
+    """An :class:`Encoder` and a decoder.
+
+    ``forward(source, lengths, target_in)`` runs the decoder with teacher forcing (it reads the true previous
+    token) and returns ``(logits (B, T, V), weights (B, T, S) or None)``; train it with cross-entropy against
+    ``target_out``, ignoring PAD. :meth:`greedy_decode` is what the model does at test time.
+    """
+
+    def __init__(self, encoder: Encoder, decoder: _Decoder) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def encode(self, source: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(memory (B, S, M), mask (B, S) True at real tokens, summary (B, M))``."""
+        memory, summary = self.encoder(source, lengths)
+        return memory, padding_mask(lengths.to(source.device), source.shape[1]), summary
+
+    def forward(self, source: Tensor, lengths: Tensor, target_in: Tensor) -> tuple[Tensor, Tensor | None]:
+        _check_ids("source", source, self.encoder.vocab_size)
+        _check_ids("target_in", target_in, self.decoder.vocab_size)
+        if target_in.shape[1] == 0:
+            raise ValueError(f"target_in must hold at least one step (BOS), got shape {tuple(target_in.shape)}")
+        if target_in.shape[0] != source.shape[0]:
+            raise ValueError(
+                f"source and target_in must share the batch size, got {source.shape[0]} and {target_in.shape[0]}"
+            )
+        memory, mask, summary = self.encode(source, lengths)
+        state, prepared = self.decoder.start(summary), self.decoder.prepare(memory)
+        logits, weights = [], []
+        for t in range(target_in.shape[1]):
+            step_logits, state, w = self.decoder.step(target_in[:, t], state, memory, mask, summary, prepared)
+            logits.append(step_logits)
+            weights.append(w)
+        stacked = torch.stack(weights, dim=1) if self.decoder.uses_attention else None  # (B, T, S)
+        return torch.stack(logits, dim=1), stacked  # (B, T, V)
+
+    @torch.no_grad()
+    def greedy_decode(self, source: Tensor, lengths: Tensor, max_len: int) -> tuple[Tensor, Tensor | None]:
+        """Emit the most likely token at each step, starting from BOS, until every sequence has emitted EOS.
+
+        Returns ``(tokens (B, T), weights (B, T, S) or None)`` with ``T <= max_len``: each row holds the emitted
+        tokens up to and including its EOS, then PAD; a row's weights after its EOS are zero.
+        """
+        max_len = _check_length("max_len", max_len)
+        memory, mask, summary = self.encode(source, lengths)
+        state, prepared = self.decoder.start(summary), self.decoder.prepare(memory)
+        token = torch.full((source.shape[0],), BOS, dtype=torch.long, device=source.device)
+        done = torch.zeros(source.shape[0], dtype=torch.bool, device=source.device)
+        tokens, weights = [], []
+        for _ in range(max_len):
+            logits, state, w = self.decoder.step(token, state, memory, mask, summary, prepared)
+            token = logits.argmax(dim=-1).masked_fill(done, PAD)  # (B,)
+            tokens.append(token)
+            if w is not None:
+                weights.append(w.masked_fill(done[:, None], 0.0))
+            done = done | (token == EOS)
+            if bool(done.all()):
+                break
+        out_weights = torch.stack(weights, dim=1) if weights else None  # (B, T, S)
+        return torch.stack(tokens, dim=1), out_weights  # (B, T)
+
+
+def make_seq2seq(
+    attention: str,
+    source_vocab_size: int,
+    target_vocab_size: int,
+    embed_dim: int = 32,
+    hidden_dim: int = 64,
+    attn_dim: int = 64,
+) -> Seq2Seq:
+    """Build a :class:`Seq2Seq` with ``attention`` one of ``"none"``, ``"bahdanau"`` or ``"luong"``.
+
+    The encoder's GRU has ``hidden_dim`` units per direction, so the memory is ``2 * hidden_dim`` wide; the
+    decoder's GRU has ``hidden_dim`` units. Raises ``ValueError`` for an unknown ``attention``.
+    """
+    encoder = Encoder(source_vocab_size, embed_dim, hidden_dim)
+    m = encoder.output_dim
+    if attention == "none":
+        decoder: _Decoder = PlainDecoder(target_vocab_size, embed_dim, hidden_dim, m)
+    elif attention == "bahdanau":
+        decoder = BahdanauDecoder(target_vocab_size, embed_dim, hidden_dim, m, attn_dim)
+    elif attention == "luong":
+        decoder = LuongDecoder(target_vocab_size, embed_dim, hidden_dim, m)
+    else:
+        raise ValueError(f"attention must be 'none', 'bahdanau' or 'luong', got {attention!r}")
+    return Seq2Seq(encoder, decoder)
+
+
+def exact_match(predicted: Tensor, target: Tensor) -> Tensor:
+    """Per row, whether ``predicted`` (B, T1) equals ``target`` (B, T2) up to and including the first EOS.
+
+    Both are token ids as produced by :meth:`Seq2Seq.greedy_decode` and :func:`attnlib.data.encode_date_pairs`
+    (``target_out``). A prediction without EOS never matches. Returns a bool tensor (B,).
+    """
+    if predicted.shape[0] != target.shape[0]:
+        raise ValueError(
+            f"predicted and target must share the batch size, got {tuple(predicted.shape)} and {tuple(target.shape)}"
+        )
+    width = max(predicted.shape[1], target.shape[1])
+    p = torch.nn.functional.pad(predicted, (0, width - predicted.shape[1]), value=PAD)  # (B, W)
+    t = torch.nn.functional.pad(target, (0, width - target.shape[1]), value=PAD)  # (B, W)
+    # Keep each row up to its target's EOS; everything after it must be ignored in the prediction too.
+    after_eos = (t == EOS).long().cumsum(dim=1) - (t == EOS).long() > 0  # (B, W) True after the EOS
+    return ((p == t) | after_eos).all(dim=1) & (t == EOS).any(dim=1)

@@ -58,9 +58,7 @@ class NadarayaWatson(nn.Module):
         """The current bandwidth :math:`h = e^{\\log h}`, a scalar tensor."""
         return self.log_bandwidth.exp()
 
-    def forward(
-        self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Predict at ``query`` (..., Lq, d) from observations at ``key`` (..., Lk, d) with values (..., Lk, dv).
 
         ``mask`` (bool, broadcastable to (..., Lq, Lk), True = may attend) can, for instance, hide each

@@ -96,9 +96,7 @@ def _check_qkv(query: object, key: object, value: object) -> torch.Size:
         _check_tensor(name, x, min_dim=2)
         _check_float(name, x)
     if not (query.dtype == key.dtype == value.dtype):
-        raise TypeError(
-            f"query, key and value must share a dtype, got {query.dtype}, {key.dtype} and {value.dtype}"
-        )
+        raise TypeError(f"query, key and value must share a dtype, got {query.dtype}, {key.dtype} and {value.dtype}")
     if not (query.device == key.device == value.device):
         raise ValueError(
             f"query, key and value must be on one device, got {query.device}, {key.device} and {value.device}"
@@ -121,6 +119,19 @@ def _check_qkv(query: object, key: object, value: object) -> torch.Size:
             f"{tuple(query.shape[:-2])}, {tuple(key.shape[:-2])} and {tuple(value.shape[:-2])} "
             "in front of (L, d)"
         ) from None
+
+
+def _check_token_ids(name: str, x: object, ndim: int, vocab: int) -> Tensor:
+    """Check integer token ids of ``ndim`` dimensions, each in ``[0, vocab)``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
+    if x.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must hold integer token ids (int64 or int32), got dtype {x.dtype}")
+    if x.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab):
+        raise ValueError(f"{name} must hold ids in [0, {vocab}), got values in [{int(x.min())}, {int(x.max())}]")
+    return x
 
 
 # ----------------------------------------------------------------------------------------------------------------

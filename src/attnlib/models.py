@@ -11,22 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from attnlib.attention import DotProductAttention, SingleHeadAttention
-from attnlib.functional import _check_length
+from attnlib.functional import _check_length, _check_token_ids
 from attnlib.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 
 __all__ = ["KeyValueRecall", "SelfAttentionTagger"]
-
-
-def _check_tokens(name: str, x: object, ndim: int, vocab: int) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
-    if x.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{name} must hold integer token ids (int64 or int32), got dtype {x.dtype}")
-    if x.dim() != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab):
-        raise ValueError(f"{name} must hold ids in [0, {vocab}), got values in [{int(x.min())}, {int(x.max())}]")
-    return x
 
 
 class KeyValueRecall(nn.Module):
@@ -68,9 +56,9 @@ class KeyValueRecall(nn.Module):
 
         Raises ``TypeError``/``ValueError`` if the ids are not int64 of those shapes or lie outside the vocabularies.
         """
-        _check_tokens("keys", keys, 2, self.num_keys)
-        _check_tokens("values", values, 2, self.num_values)
-        _check_tokens("query", query, 1, self.num_keys)
+        _check_token_ids("keys", keys, 2, self.num_keys)
+        _check_token_ids("values", values, 2, self.num_values)
+        _check_token_ids("query", query, 1, self.num_keys)
         if values.shape != keys.shape or query.shape[0] != keys.shape[0]:
             raise ValueError(
                 f"keys and values must have the same shape (B, P) and query (B,): got {tuple(keys.shape)}, "
@@ -139,7 +127,7 @@ class SelfAttentionTagger(nn.Module):
         Raises ``TypeError``/``ValueError`` if ``tokens`` is not int64 (B, L) with ids below ``vocab_size``
         and ``L <= max_len``.
         """
-        _check_tokens("tokens", tokens, 2, self.vocab_size)
+        _check_token_ids("tokens", tokens, 2, self.vocab_size)
         if tokens.shape[1] > self.max_len:
             raise ValueError(f"tokens has length {tokens.shape[1]} > max_len={self.max_len}")
         x = self.positional(self.embedding(tokens))  # (B, L, d)

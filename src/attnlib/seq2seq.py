@@ -24,23 +24,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlib.attention import AdditiveAttention
 from attnlib.data import CharVocab
-from attnlib.functional import _check_length, padding_mask, scaled_dot_product_attention
+from attnlib.functional import _check_length, _check_token_ids, padding_mask, scaled_dot_product_attention
 
 __all__ = ["Encoder", "PlainDecoder", "BahdanauDecoder", "LuongDecoder", "Seq2Seq", "make_seq2seq", "exact_match"]
 
 PAD, BOS, EOS = CharVocab.PAD, CharVocab.BOS, CharVocab.EOS
-
-
-def _check_ids(name: str, x: object, vocab_size: int) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
-    if x.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{name} must hold integer token ids, got dtype {x.dtype}")
-    if x.dim() != 2:
-        raise ValueError(f"{name} must have shape (B, L), got shape {tuple(x.shape)}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
-        raise ValueError(f"{name} must hold ids in [0, {vocab_size}), got values in [{int(x.min())}, {int(x.max())}]")
-    return x
 
 
 class Encoder(nn.Module):
@@ -64,7 +52,7 @@ class Encoder(nn.Module):
         self.output_dim = 2 * hidden_dim
 
     def forward(self, source: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        _check_ids("source", source, self.vocab_size)
+        _check_token_ids("source", source, 2, self.vocab_size)
         if not isinstance(lengths, Tensor) or lengths.shape != source.shape[:1]:
             raise ValueError(f"lengths must be a tensor of shape ({source.shape[0]},), got {lengths!r:.60}")
         if lengths.numel() and (int(lengths.min()) < 1 or int(lengths.max()) > source.shape[1]):
@@ -196,8 +184,8 @@ class Seq2Seq(nn.Module):
         return memory, padding_mask(lengths.to(source.device), source.shape[1]), summary
 
     def forward(self, source: Tensor, lengths: Tensor, target_in: Tensor) -> tuple[Tensor, Tensor | None]:
-        _check_ids("source", source, self.encoder.vocab_size)
-        _check_ids("target_in", target_in, self.decoder.vocab_size)
+        _check_token_ids("source", source, 2, self.encoder.vocab_size)
+        _check_token_ids("target_in", target_in, 2, self.decoder.vocab_size)
         if target_in.shape[1] == 0:
             raise ValueError(f"target_in must hold at least one step (BOS), got shape {tuple(target_in.shape)}")
         if target_in.shape[0] != source.shape[0]:

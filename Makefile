@@ -17,7 +17,7 @@ JB_BUILD := $(PY) -c "import sys; from jupyter_book.cli.main import main; sys.ex
 NBVAL := $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider notebooks
 
-.PHONY: help book test lint unit nbval execute test-gpu clean
+.PHONY: help book test lint unit nbval execute test-gpu bench clean
 
 help:
 	@echo "make book      build the site into _build/html (creates .venv on first use)"
@@ -27,6 +27,7 @@ help:
 	@echo "make lint      ruff over the package, the tests, the scripts and the notebooks"
 	@echo "make unit      pytest over tests/ only"
 	@echo "make nbval     nbval (strict) over notebooks/ only"
+	@echo "make bench     time attnlib's layers against PyTorch's, side by side (prints, never fails)"
 	@echo "make clean     remove _build and the test caches"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -59,6 +60,9 @@ test-gpu: $(BOOTSTRAP)
 	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
 	'make test-gpu: CUDA is not available to torch ' + torch.__version__ + ' on this machine; run it where a GPU is.')"
 	ATTNLIB_DEVICE=cuda $(NBVAL)
+
+bench: $(BOOTSTRAP)
+	$(PY) benchmarks/bench.py
 
 clean:
 	rm -rf _build .pytest_cache .ruff_cache .hypothesis

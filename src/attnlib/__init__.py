@@ -13,7 +13,7 @@ One module per idea, in the order the chapters meet them:
 """
 
 from attnlib import attention, data, functional, models, plot, positional, training, utils
-from attnlib.attention import AdditiveAttention, DotProductAttention, SingleHeadAttention
+from attnlib.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention, SingleHeadAttention
 from attnlib.utils import get_device, rounded, set_seed
 
 __version__ = "0.1.0"
@@ -29,6 +29,7 @@ __all__ = [
     "utils",
     "AdditiveAttention",
     "DotProductAttention",
+    "MultiHeadAttention",
     "SingleHeadAttention",
     "get_device",
     "rounded",

@@ -23,7 +23,7 @@ from attnlib.functional import (
     scaled_dot_product_attention,
 )
 
-__all__ = ["NadarayaWatson", "DotProductAttention", "AdditiveAttention", "SingleHeadAttention"]
+__all__ = ["NadarayaWatson", "DotProductAttention", "AdditiveAttention", "SingleHeadAttention", "MultiHeadAttention"]
 
 
 class NadarayaWatson(nn.Module):
@@ -326,3 +326,167 @@ class SingleHeadAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, head_dim={self.head_dim}, kdim={self.kdim}, vdim={self.vdim}"
+
+
+class MultiHeadAttention(nn.Module):
+    r"""Multi-head attention (Vaswani et al., 2017), batch first, with the argument names of ``torch.nn``.
+
+    The queries, keys and values are projected to ``embed_dim`` features, split into ``num_heads`` heads of
+    ``head_dim = embed_dim // num_heads`` features, attended per head with scaled dot-product attention, joined
+    again and projected by ``W_O``:
+
+    .. math:: \mathrm{head}_i = \mathrm{softmax}\big(Q W_Q^{(i)} (K W_K^{(i)})^\top / \sqrt{d_{head}}\big)\,
+              V W_V^{(i)}, \qquad \mathrm{output} = [\mathrm{head}_1; \dots; \mathrm{head}_H]\, W_O
+
+    :meth:`from_torch` copies the weights of a ``torch.nn.MultiheadAttention(batch_first=True)``, after which both
+    give the same output. Mind the masks: here a boolean mask says **True = may attend**; torch's boolean
+    ``attn_mask`` and ``key_padding_mask`` say True = *blocked*, so pass ``~mask`` to torch.
+
+    Parameters
+    ----------
+    embed_dim : int
+        Features per query input and per output, ``d_model``; must be divisible by ``num_heads``.
+    num_heads : int
+        Number of heads ``H``.
+    dropout : float in [0, 1)
+        Dropout on the attention weights, in training mode only.
+    bias : bool
+        Whether the four projections have biases.
+    kdim, vdim : int, optional
+        Features per key and per value input; default ``embed_dim`` (as in torch).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a size is not a positive int, ``embed_dim`` is not divisible by ``num_heads``, or ``dropout`` is outside
+        [0, 1).
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kdim: int | None = None,
+        vdim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.embed_dim = _check_length("embed_dim", embed_dim)
+        self.num_heads = _check_length("num_heads", num_heads)
+        if embed_dim % num_heads:
+            raise ValueError(
+                f"embed_dim must be divisible by num_heads: got embed_dim={embed_dim}, num_heads={num_heads} "
+                f"(embed_dim / num_heads = {embed_dim / num_heads:.3g})"
+            )
+        self.head_dim = embed_dim // num_heads
+        self.kdim = embed_dim if kdim is None else _check_length("kdim", kdim)
+        self.vdim = embed_dim if vdim is None else _check_length("vdim", vdim)
+        self.dropout = _check_dropout(dropout)
+        self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)  # W_Q for all heads side by side
+        self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)  # W_K
+        self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)  # W_V
+        self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)  # W_O
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, head_dim)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Attend from ``query`` (B, Lq, embed_dim) over ``key`` (B, Lk, kdim) to ``value`` (B, Lk, vdim).
+
+        ``mask`` is boolean, True = may attend. A 2-D (Lq, Lk) or 3-D (B, Lq, Lk) mask applies to every head;
+        a 4-D mask must broadcast to (B, H, Lq, Lk). A padding mask from :func:`attnlib.functional.padding_mask`
+        of shape (B, Lk) goes in as ``mask[:, None, :]``.
+
+        Returns ``(output (B, Lq, embed_dim), weights (B, H, Lq, Lk))``, the weights per head and before
+        dropout; ``weights`` is None when ``need_weights`` is False, and then torch's fused kernel does the work.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If an input is not a 3-D float tensor with the features this layer was built for, the batch sizes
+            or the key and value lengths differ, or the mask is not boolean or cannot broadcast.
+        """
+        _check_features("query", query, self.embed_dim, "embed_dim")
+        _check_features("key", key, self.kdim, "kdim")
+        _check_features("value", value, self.vdim, "vdim")
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if x.dim() != 3:
+                raise ValueError(f"{name} must have shape (B, L, features), got shape {tuple(x.shape)}")
+        if not query.shape[0] == key.shape[0] == value.shape[0]:
+            raise ValueError(
+                f"query, key and value must share the batch size B, got shapes {tuple(query.shape)}, "
+                f"{tuple(key.shape)} and {tuple(value.shape)}"
+            )
+        if key.shape[1] != value.shape[1]:
+            raise ValueError(
+                f"key and value must have the same length Lk: key has shape {tuple(key.shape)}, "
+                f"value has shape {tuple(value.shape)}"
+            )
+        if mask is not None and isinstance(mask, Tensor) and mask.dim() == 3:
+            mask = mask.unsqueeze(1)  # (B, 1, Lq, Lk): the same for every head
+        q = self._split(self.q_proj(query))  # (B, H, Lq, head_dim)
+        k = self._split(self.k_proj(key))  # (B, H, Lk, head_dim)
+        v = self._split(self.v_proj(value))  # (B, H, Lk, head_dim)
+        p = self.dropout if self.training else 0.0
+        out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p, need_weights=need_weights)
+        out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], self.embed_dim)  # (B, Lq, E): heads joined
+        return self.out_proj(out), weights  # (B, Lq, E), (B, H, Lq, Lk) or None
+
+    @classmethod
+    def from_torch(cls, module: nn.MultiheadAttention) -> MultiHeadAttention:
+        """A :class:`MultiHeadAttention` with the weights of ``module``, a ``torch.nn.MultiheadAttention``.
+
+        The module must be ``batch_first=True`` and use neither ``add_bias_kv`` nor ``add_zero_attn``. The copy
+        is independent of ``module`` (later training of one does not change the other).
+
+        Raises
+        ------
+        TypeError
+            If ``module`` is not a ``torch.nn.MultiheadAttention``.
+        ValueError
+            If it is not batch first, or uses ``add_bias_kv`` or ``add_zero_attn``.
+        """
+        if not isinstance(module, nn.MultiheadAttention):
+            raise TypeError(f"module must be a torch.nn.MultiheadAttention, got {type(module).__name__}")
+        if not module.batch_first:
+            raise ValueError("module must be built with batch_first=True, as attnlib's layers are")
+        if module.bias_k is not None or module.add_zero_attn:
+            raise ValueError("module uses add_bias_kv or add_zero_attn, which MultiHeadAttention does not have")
+        bias = module.in_proj_bias is not None
+        layer = cls(module.embed_dim, module.num_heads, module.dropout, bias, module.kdim, module.vdim)
+        e = module.embed_dim
+        if module._qkv_same_embed_dim:
+            w_q, w_k, w_v = module.in_proj_weight.detach().split(e)  # torch packs W_Q, W_K, W_V in one matrix
+        else:
+            w_q, w_k, w_v = (
+                module.q_proj_weight.detach(),
+                module.k_proj_weight.detach(),
+                module.v_proj_weight.detach(),
+            )
+        with torch.no_grad():
+            for proj, w in ((layer.q_proj, w_q), (layer.k_proj, w_k), (layer.v_proj, w_v)):
+                proj.weight.copy_(w)
+            layer.out_proj.weight.copy_(module.out_proj.weight)
+            if bias:
+                for proj, bvec in zip(
+                    (layer.q_proj, layer.k_proj, layer.v_proj), module.in_proj_bias.split(e), strict=True
+                ):
+                    proj.bias.copy_(bvec)
+                layer.out_proj.bias.copy_(module.out_proj.bias)
+        p = next(module.parameters())
+        return layer.to(device=p.device, dtype=p.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
+            f"kdim={self.kdim}, vdim={self.vdim}, dropout={self.dropout}"
+        )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -20,30 +19,18 @@ from torch import nn
 
 import attnlib
 from attnlib import MultiHeadAttention
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time_once(step: Callable[[], None], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    step()
-    _sync(device)
-    return time.perf_counter() - start
+from attnlib.utils import median_seconds
 
 
 def compare(a: Callable[[], None], b: Callable[[], None], device: torch.device, repeats: int, warmup: int = 3):
-    """Median seconds of a and of b, timed alternately after a warm-up."""
+    """Median seconds of a and of b, timed alternately (one call each in turn) after a warm-up."""
     for _ in range(warmup):
         a()
         b()
     times_a, times_b = [], []
     for _ in range(repeats):
-        times_a.append(_time_once(a, device))
-        times_b.append(_time_once(b, device))
+        times_a.append(median_seconds(a, repeats=1, warmup=0, device=device))
+        times_b.append(median_seconds(b, repeats=1, warmup=0, device=device))
     return statistics.median(times_a), statistics.median(times_b)
 
 

@@ -91,3 +91,22 @@ def test_rounded_rejects(args, error):
 
 def test_submodules_come_with_the_package():
     assert attnlib.attention.NadarayaWatson and attnlib.plot.attention_heatmap and attnlib.functional.causal_mask
+
+
+def test_median_seconds_times_each_call_and_returns_the_median(monkeypatch):
+    import attnlib.utils as utils
+
+    clock = iter([0.0, 1.0, 10.0, 13.0, 20.0, 22.0])  # three timed calls lasting 1, 3 and 2 seconds
+    monkeypatch.setattr(utils.time, "perf_counter", lambda: next(clock))
+    calls = []
+    assert utils.median_seconds(lambda: calls.append(1), repeats=3, warmup=2) == 2.0
+    assert len(calls) == 5  # two warm-up calls, untimed, and three timed ones
+
+
+def test_median_seconds_rejects_bad_counts():
+    import attnlib.utils as utils
+
+    with pytest.raises(ValueError, match="repeats"):
+        utils.median_seconds(lambda: None, repeats=0)
+    with pytest.raises(ValueError, match="warmup"):
+        utils.median_seconds(lambda: None, warmup=-1)

@@ -1,14 +1,20 @@
-"""The device and the random seed: the two pieces of run-time state every notebook sets, in one place."""
+"""The device and the random seed: the two pieces of run-time state every notebook sets, in one place.
+
+Also ``rounded`` for printing and ``median_seconds`` for the timings that chapters and benchmarks show.
+"""
 
 from __future__ import annotations
 
 import os
 import random
+import statistics
+import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-__all__ = ["get_device", "set_seed", "rounded", "DEVICE_ENV_VAR"]
+__all__ = ["get_device", "set_seed", "rounded", "median_seconds", "DEVICE_ENV_VAR"]
 
 DEVICE_ENV_VAR = "ATTNLIB_DEVICE"
 
@@ -112,3 +118,31 @@ def rounded(tensor: torch.Tensor, digits: int = 3) -> float | list:
     scale = 10**digits
     values = tensor.detach().to("cpu", torch.float64)
     return (values * scale).round().div(scale).add(0.0).tolist()  # add(0.0) turns -0.0 into 0.0
+
+
+def median_seconds(
+    fn: Callable[[], object], repeats: int = 5, warmup: int = 1, device: torch.device | None = None
+) -> float:
+    """The median wall time of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed calls.
+
+    On a CUDA ``device`` the GPU is synchronised before and after each call, so that the time covers the work
+    and not only its launch. Timings depend on the machine: print them, and never assert on them in a test.
+
+    Raises
+    ------
+    ValueError
+        If ``repeats`` < 1 or ``warmup`` < 0.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    sync = torch.cuda.synchronize if device is not None and torch.device(device).type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

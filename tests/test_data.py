@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attnlib.data import Batches, associative_recall, copy_task, reversal_task
+from attnlib.data import Batches, associative_recall, copy_task, reversal_task, two_relations
 
 # ----------------------------------------------------------------------------------------------------------------
 # Batches
@@ -168,3 +168,116 @@ def test_tasks_are_deterministic(task):
 def test_tasks_reject_bad_arguments(task, kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
         task(**{"n": 3, **kwargs})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# two_relations
+
+
+@pytest.mark.parametrize(
+    ("n", "length", "num_traits", "num_names"), [(1, 2, 1, 2), (5, 8, 16, 32), (3, 6, 3, 6), (4, 10, 9, 40)]
+)
+def test_two_relations_shapes_and_dtypes(n, length, num_traits, num_names):
+    people, targets, partners = two_relations(n, length, num_traits, num_names, seed=0)
+    assert people.shape == (n, length, 3) and targets.shape == partners.shape == (n, length, 2)
+    assert people.dtype == targets.dtype == partners.dtype == torch.int64
+
+
+def _check_group(people: list, targets: list, partners: list, num_traits: int, num_names: int) -> None:
+    """Check one group against the rules of two_relations, with plain Python only."""
+    length = len(people)
+    names = [person[2] for person in people]
+    assert len(set(names)) == length and all(0 <= name < num_names for name in names)
+    for r in range(2):  # 0: looks, 1: character
+        traits = [person[r] for person in people]
+        assert all(0 <= t < num_traits for t in traits)
+        assert len(set(traits)) == length // 2
+        assert all(traits.count(t) == 2 for t in traits)  # every trait shared by exactly two people
+        for i in range(length):
+            p = partners[i][r]
+            assert 0 <= p < length and p != i
+            assert partners[p][r] == i  # the partner of my partner is me
+            assert [j for j in range(length) if j != i and traits[j] == traits[i]] == [p]  # the only one like me
+            assert targets[i][r] == names[p]
+
+
+@given(
+    st.integers(1, 6),
+    st.integers(1, 6),
+    st.integers(0, 5),
+    st.integers(0, 5),
+    st.integers(0, 2**31 - 1),
+)
+def test_two_relations_pairs_people_by_shared_traits(n, half, extra_traits, extra_names, seed):
+    length, num_traits, num_names = 2 * half, half + extra_traits, 2 * half + extra_names
+    people, targets, partners = two_relations(n, length, num_traits, num_names, seed=seed)
+    for b in range(n):
+        _check_group(people[b].tolist(), targets[b].tolist(), partners[b].tolist(), num_traits, num_names)
+
+
+def test_two_relations_with_just_enough_traits_and_names():
+    # num_traits = length / 2 and num_names = length: every trait is used twice and the names are a permutation
+    people, targets, partners = two_relations(20, length=6, num_traits=3, num_names=6, seed=1)
+    for b in range(20):
+        assert sorted(people[b, :, 0].tolist()) == sorted(people[b, :, 1].tolist()) == [0, 0, 1, 1, 2, 2]
+        assert sorted(people[b, :, 2].tolist()) == list(range(6))
+    # two people: each is the other's partner in both relations, and the targets are the names swapped
+    people, targets, partners = two_relations(5, length=2, num_traits=1, num_names=2, seed=3)
+    assert torch.equal(partners, torch.tensor([[1, 1], [0, 0]]).expand(5, 2, 2))
+    assert torch.equal(people[..., :2], torch.zeros(5, 2, 2, dtype=torch.int64))
+    assert torch.equal(targets, people[:, [1, 0], 2, None].expand(5, 2, 2))
+
+
+def test_two_relations_seeds():
+    a = two_relations(30, seed=4)
+    b = two_relations(30, seed=4)
+    c = two_relations(30, seed=5)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert all(not torch.equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+def test_two_relations_does_not_touch_global_rng():
+    state = torch.get_rng_state()
+    two_relations(50, seed=9)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("length", [4, 8])
+def test_two_relations_same_person_for_both_about_once_in_length_minus_one(length):
+    # the two pairings are independent: my kindred spirit is my look-alike with probability 1 / (length - 1)
+    _, _, partners = two_relations(2000, length=length, seed=0)
+    rate = (partners[..., 0] == partners[..., 1]).double().mean().item()
+    assert abs(rate - 1 / (length - 1)) < 0.03
+
+
+def test_two_relations_partners_and_traits_are_spread_evenly():
+    _, _, partners = two_relations(2000, length=8, seed=2)
+    for r in range(2):
+        counts = torch.bincount(partners[:, 0, r], minlength=8).double() / 2000
+        assert counts[0] == 0  # never one's own partner
+        assert torch.all((counts[1:] - 1 / 7).abs() < 0.03)  # anyone else equally often
+    people, _, _ = two_relations(2000, length=8, num_traits=16, num_names=32, seed=2)
+    for column, size in ((0, 16), (1, 16), (2, 32)):
+        per_group = torch.bincount(people[..., column].flatten(), minlength=size).double() / 2000
+        assert torch.all((per_group - 8 / size).abs() < 0.08)  # every trait / name used about equally often
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "word"),
+    [
+        (dict(length=7), ValueError, "length"),
+        (dict(length=0), ValueError, "length"),
+        (dict(num_traits=3), ValueError, "num_traits"),
+        (dict(num_traits=0), ValueError, "num_traits"),
+        (dict(num_names=7), ValueError, "num_names"),
+        (dict(n=0), ValueError, "n must"),
+        (dict(n=2.0), TypeError, "n must"),
+        (dict(seed=1.5), TypeError, "seed"),
+        (dict(seed="a"), TypeError, "seed"),
+        (dict(length=8.0), TypeError, "length"),
+    ],
+)
+def test_two_relations_rejects_bad_arguments(kwargs, error, word):
+    with pytest.raises(error) as info:
+        two_relations(**{"n": 3, **kwargs})
+    assert word in str(info.value)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attnlib.data import associative_recall
+from attnlib.data import associative_recall, two_relations
 from attnlib.functional import NORMALIZERS
-from attnlib.models import KeyValueRecall, SelfAttentionTagger
+from attnlib.models import KeyValueRecall, RelationReader, SelfAttentionTagger
 
 # ----------------------------------------------------------------------------------------------------------------
 # KeyValueRecall
@@ -138,3 +141,217 @@ def test_tagger_rejects_bad_tokens(tokens, error, word):
 def test_tagger_rejects_unknown_position():
     with pytest.raises(ValueError, match="position"):
         SelfAttentionTagger(vocab_size=4, num_classes=2, position="rotary")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SelfAttentionTagger with a causal mask
+
+
+@pytest.mark.parametrize("position", [None, "learned"])
+@pytest.mark.parametrize("residual", [False, True])
+def test_tagger_causal_weights_are_lower_triangular(position, residual):
+    model = _tagger(causal=True, position=position, residual=residual)
+    tokens = torch.randint(10, (3, 7), generator=torch.Generator().manual_seed(2))
+    logits, weights = model(tokens)
+    assert weights.shape == (3, 7, 7)
+    assert torch.all(torch.triu(weights, diagonal=1) == 0)  # nothing from the future
+    below = torch.ones(7, 7, dtype=torch.bool).tril()
+    assert torch.all(weights[:, below] > 0)  # everything allowed gets some weight
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 7, dtype=torch.float64))
+    torch.testing.assert_close(weights[:, 0, 0], torch.ones(3, dtype=torch.float64))  # the first sees only itself
+    logits_fused, none = model(tokens, need_weights=False)
+    assert none is None
+    torch.testing.assert_close(logits_fused, logits)
+
+
+def test_tagger_causal_with_mask_diagonal_sees_only_earlier_positions():
+    model = _tagger(causal=True, mask_diagonal=True)
+    tokens = torch.randint(10, (4, 6), generator=torch.Generator().manual_seed(3))
+    logits, weights = model(tokens)
+    assert torch.all(weights[:, 0] == 0)  # the first position attends to nothing
+    assert torch.all(torch.triu(weights, diagonal=0) == 0)  # strictly lower triangular
+    strictly_below = torch.ones(6, 6, dtype=torch.bool).tril(diagonal=-1)
+    assert torch.all(weights[:, strictly_below] > 0)
+    torch.testing.assert_close(weights[:, 1:].sum(-1), torch.ones(4, 5, dtype=torch.float64))
+    torch.testing.assert_close(weights[:, 1, 0], torch.ones(4, dtype=torch.float64))  # the second sees the first
+    # with no residual, the first position's attention output is zero: its logits are the MLP's output at 0
+    torch.testing.assert_close(logits[:, 0], model.mlp(torch.zeros(4, 8, dtype=torch.float64)))
+    logits_fused, _ = model(tokens, need_weights=False)
+    assert torch.isfinite(logits_fused).all()
+    torch.testing.assert_close(logits_fused, logits)
+
+
+@pytest.mark.parametrize("mask_diagonal", [False, True])
+@pytest.mark.parametrize("need_weights", [True, False])
+@given(data=st.data())
+def test_tagger_causal_earlier_logits_ignore_later_tokens(mask_diagonal, need_weights, data):
+    model = _tagger(causal=True, mask_diagonal=mask_diagonal, position="sinusoidal", residual=True)
+    length = data.draw(st.integers(2, 10), label="length")
+    changed = data.draw(st.integers(1, length - 1), label="changed position")
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    tokens = torch.randint(10, (2, length), generator=torch.Generator().manual_seed(seed))
+    other = tokens.clone()
+    other[:, changed] = (tokens[:, changed] + data.draw(st.integers(1, 9), label="shift")) % 10  # a new token
+    logits, _ = model(tokens, need_weights=need_weights)
+    logits_other, _ = model(other, need_weights=need_weights)
+    assert torch.equal(logits_other[:, :changed], logits[:, :changed])  # exactly, not just close
+    assert not torch.allclose(logits_other[:, changed], logits[:, changed])  # the changed token itself does count
+
+
+@pytest.mark.parametrize("mask_diagonal", [False, True])
+@given(length=st.integers(2, 10), seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_tagger_without_causal_later_tokens_change_earlier_logits(mask_diagonal, length, seed, data):
+    model = _tagger(mask_diagonal=mask_diagonal)
+    changed = data.draw(st.integers(1, length - 1), label="changed position")
+    tokens = torch.randint(10, (2, length), generator=torch.Generator().manual_seed(seed))
+    other = tokens.clone()
+    other[:, changed] = (tokens[:, changed] + data.draw(st.integers(1, 9), label="shift")) % 10
+    diff = (model(other)[0] - model(tokens)[0]).abs().amax(-1)  # (2, length)
+    assert torch.all(diff[:, :changed] > 1e-9)  # every earlier position sees the change
+
+
+@pytest.mark.parametrize("mask_diagonal", [False, True])
+@given(length=st.integers(1, 9), seed=st.integers(0, 2**31 - 1))
+def test_tagger_causal_equals_the_full_model_on_each_prefix(mask_diagonal, length, seed):
+    # position i of the causal model sees exactly what the unmasked model sees when it reads tokens[:, : i + 1]
+    causal = _tagger(causal=True, mask_diagonal=mask_diagonal, position="learned", residual=True)
+    full = _tagger(causal=False, mask_diagonal=mask_diagonal, position="learned", residual=True)
+    full.load_state_dict(causal.state_dict())
+    tokens = torch.randint(10, (3, length), generator=torch.Generator().manual_seed(seed))
+    logits, weights = causal(tokens)
+    for i in range(length):
+        prefix_logits, prefix_weights = full(tokens[:, : i + 1])
+        torch.testing.assert_close(logits[:, i], prefix_logits[:, i])
+        torch.testing.assert_close(weights[:, i, : i + 1], prefix_weights[:, i])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# RelationReader
+
+
+def _reader(num_heads: int = 2, d_model: int = 8) -> RelationReader:
+    torch.manual_seed(0)
+    return RelationReader(num_traits=6, num_names=10, d_model=d_model, num_heads=num_heads).double()
+
+
+def _people(n: int = 3, length: int = 6, seed: int = 0) -> torch.Tensor:
+    return two_relations(n, length=length, num_traits=6, num_names=10, seed=seed)[0]
+
+
+@pytest.mark.parametrize("num_heads", [1, 2, 4])
+def test_relation_reader_shapes_and_weights(num_heads):
+    model = _reader(num_heads)
+    people = _people(3, 6)
+    logits, weights = model(people)
+    assert logits.shape == (3, 6, 2, 10) and weights.shape == (3, num_heads, 6, 6)
+    assert torch.all(torch.diagonal(weights, dim1=-2, dim2=-1) == 0)  # nobody attends to themselves
+    off_diagonal = ~torch.eye(6, dtype=torch.bool)
+    assert torch.all(weights[..., off_diagonal] > 0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, num_heads, 6, dtype=torch.float64))
+    logits_fused, none = model(people, need_weights=False)
+    assert none is None
+    torch.testing.assert_close(logits_fused, logits)
+
+
+def test_relation_reader_parameter_count_does_not_depend_on_heads():
+    t, n, d = 16, 32, 32
+    expected = 2 * t * d + n * d + 4 * (d * d + d) + (d * 2 * n + 2 * n)  # embeddings, W_Q/K/V/O, classifier
+    for num_heads in (1, 2, 4):
+        model = RelationReader(num_traits=t, num_names=n, d_model=d, num_heads=num_heads)
+        assert sum(p.numel() for p in model.parameters()) == expected
+
+
+@pytest.mark.parametrize("num_heads", [1, 2])
+@given(half=st.integers(1, 5), seed=st.integers(0, 2**31 - 1))
+def test_relation_reader_is_permutation_equivariant(num_heads, half, seed):
+    # no positions: reordering the people of a group reorders the answers and the weights, nothing more
+    model = _reader(num_heads)
+    people = _people(2, 2 * half, seed=seed)
+    perm = torch.randperm(2 * half, generator=torch.Generator().manual_seed(seed))
+    logits, weights = model(people)
+    logits_p, weights_p = model(people[:, perm])
+    torch.testing.assert_close(logits_p, logits[:, perm])
+    torch.testing.assert_close(weights_p, weights[:, :, perm][:, :, :, perm])
+
+
+def _reader_by_hand(model: RelationReader, people: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reader's forward pass written out with torch.nn.functional, one head at a time."""
+    x = (
+        F.embedding(people[..., 0], model.looks_embedding.weight)
+        + F.embedding(people[..., 1], model.character_embedding.weight)
+        + F.embedding(people[..., 2], model.name_embedding.weight)
+    )  # (B, L, d)
+    att = model.attention
+    q = F.linear(x, att.q_proj.weight, att.q_proj.bias)
+    k = F.linear(x, att.k_proj.weight, att.k_proj.bias)
+    v = F.linear(x, att.v_proj.weight, att.v_proj.bias)
+    length, d, num_heads = x.shape[1], x.shape[2], att.num_heads
+    hd = d // num_heads
+    self_mask = torch.eye(length, dtype=torch.bool)
+    outs, all_weights = [], []
+    for h in range(num_heads):
+        cols = slice(h * hd, (h + 1) * hd)
+        scores = q[..., cols] @ k[..., cols].transpose(-2, -1) / math.sqrt(hd)  # (B, L, L)
+        w = F.softmax(scores.masked_fill(self_mask, float("-inf")), dim=-1)
+        outs.append(w @ v[..., cols])
+        all_weights.append(w)
+    out = F.linear(torch.cat(outs, dim=-1), att.out_proj.weight, att.out_proj.bias)  # (B, L, d)
+    flat = F.linear(x + out, model.classifier.weight, model.classifier.bias)  # (B, L, 2 * num_names)
+    n = model.num_names
+    return torch.stack([flat[..., :n], flat[..., n:]], dim=-2), torch.stack(all_weights, dim=1)
+
+
+@pytest.mark.parametrize("num_heads", [1, 2, 4])
+def test_relation_reader_matches_a_hand_computation(num_heads):
+    model = _reader(num_heads)
+    people = _people(4, 8, seed=5)
+    expected_logits, expected_weights = _reader_by_hand(model, people)
+    logits, weights = model(people)
+    torch.testing.assert_close(logits, expected_logits)
+    torch.testing.assert_close(weights, expected_weights)
+
+
+@pytest.mark.parametrize(
+    ("people", "error", "word"),
+    [
+        (torch.tensor([[[0, 1, 2, 3]]]), ValueError, "(B, L, 3)"),
+        (torch.tensor([[[0, 1]]]), ValueError, "(B, L, 3)"),
+        (torch.tensor([[0, 1, 2]]), ValueError, "3 dimensions"),
+        (torch.tensor([[[0.0, 1.0, 2.0]]]), TypeError, "integer"),
+        (torch.tensor([[[6, 1, 2]]]), ValueError, "[0, 6)"),  # looks >= num_traits
+        (torch.tensor([[[0, 6, 2]]]), ValueError, "[0, 6)"),  # character >= num_traits
+        (torch.tensor([[[0, 1, 10]]]), ValueError, "[0, 10)"),  # name >= num_names
+        (torch.tensor([[[0, -1, 2]]]), ValueError, "people"),
+        ([[[0, 1, 2]]], TypeError, "torch.Tensor"),
+    ],
+)
+def test_relation_reader_rejects_bad_people(people, error, word):
+    with pytest.raises(error) as info:
+        _reader()(people)
+    assert word in str(info.value)
+
+
+def test_relation_reader_rejects_d_model_not_divisible_by_num_heads():
+    with pytest.raises(ValueError, match="num_heads"):
+        RelationReader(num_traits=6, num_names=10, d_model=30, num_heads=4)
+
+
+@pytest.mark.parametrize(("num_heads", "learns"), [(2, True), (1, False)])
+def test_relation_reader_needs_two_heads_for_two_relations(num_heads, learns):
+    # about 1 s each on a laptop CPU: one head cannot point at two partners at once, two heads can
+    torch.manual_seed(0)
+    people, targets, _ = two_relations(2000, seed=0)
+    test_people, test_targets, _ = two_relations(500, seed=1000)
+    model = RelationReader(num_traits=16, num_names=32, d_model=32, num_heads=num_heads)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        idx = torch.randint(2000, (200,), generator=g)
+        logits, _ = model(people[idx], need_weights=False)
+        loss = F.cross_entropy(logits.reshape(-1, 32), targets[idx].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        accuracy = (model(test_people, need_weights=False)[0].argmax(-1) == test_targets).double().mean().item()
+    assert accuracy > 0.9 if learns else accuracy < 0.8

@@ -2,6 +2,7 @@
 
 - :class:`Batches`: shuffled minibatches of aligned tensors, the same order on every run with the same seed.
 - Toy tasks of chapters 2 and 3: :func:`associative_recall`, :func:`reversal_task`, :func:`copy_task`.
+- Chapter 5's task with two relations at once: :func:`two_relations`.
 - Dates in many human formats to ISO 8601 (chapters 4 and 6): :func:`date_splits`, :class:`CharVocab`,
   :func:`encode_date_pairs`.
 
@@ -26,6 +27,7 @@ __all__ = [
     "associative_recall",
     "reversal_task",
     "copy_task",
+    "two_relations",
     "DATE_FORMATS",
     "DatePair",
     "format_date",
@@ -176,6 +178,60 @@ def copy_task(n: int, length: int = 8, vocab_size: int = 16, seed: int = 0) -> t
     """
     tokens = _tokens(n, length, vocab_size, seed)
     return tokens, tokens.clone()
+
+
+def _pairs(n: int, length: int, num_traits: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Give ``length`` people ``length // 2`` distinct traits, each to exactly two of them, at random places."""
+    chosen = torch.rand(n, num_traits, generator=g).argsort(dim=1)[:, : length // 2]  # (n, L/2) distinct traits
+    place = torch.rand(n, length, generator=g).argsort(dim=1)  # (n, L): slot s goes to person place[s]
+    traits = torch.empty(n, length, dtype=torch.int64)
+    traits.scatter_(1, place, chosen.repeat_interleave(2, dim=1))  # slots 2k and 2k+1 share trait k
+    partner = torch.empty(n, length, dtype=torch.int64)
+    other = torch.arange(length) ^ 1  # slot 2k <-> 2k+1
+    partner.scatter_(1, place, place[:, other])
+    return traits, partner
+
+
+def two_relations(
+    n: int, length: int = 8, num_traits: int = 16, num_names: int = 32, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Groups of people related in two ways at once (chapter 5, E10: do different heads take different relations?).
+
+    Every group has ``length`` people. Each person has a *looks* trait, a *character* trait and a name. Within a
+    group every looks trait is shared by exactly two people (a look-alike pair), every character trait likewise
+    (a kindred pair), and the two pairings are drawn independently; names are distinct. The task: for every
+    person, name their look-alike and their kindred spirit. One attention distribution cannot serve both
+    questions at once, so a layer needs one head per relation.
+
+    Returns
+    -------
+    people : Tensor of int64 (n, length, 3)
+        ``[looks, character, name]`` per person; traits in ``0..num_traits-1``, names in ``0..num_names-1``.
+    targets : Tensor of int64 (n, length, 2)
+        The names of each person's look-alike and kindred spirit.
+    partners : Tensor of int64 (n, length, 2)
+        Their positions in the group. About one person in ``length - 1`` has the same person as both partners.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a size is not a positive int, ``length`` is odd, ``num_traits < length / 2`` or ``num_names < length``.
+    """
+    n, length = _check_length("n", n), _check_length("length", length)
+    num_traits, num_names = _check_length("num_traits", num_traits), _check_length("num_names", num_names)
+    if length % 2:
+        raise ValueError(f"length must be even (people come in pairs), got {length}")
+    if num_traits < length // 2:
+        raise ValueError(f"num_traits must be at least length / 2 = {length // 2}, got {num_traits}")
+    if num_names < length:
+        raise ValueError(f"num_names must be at least length = {length} (names are distinct), got {num_names}")
+    g = _generator(seed)
+    looks, look_alike = _pairs(n, length, num_traits, g)
+    character, kindred = _pairs(n, length, num_traits, g)
+    names = torch.rand(n, num_names, generator=g).argsort(dim=1)[:, :length]  # (n, L) distinct names
+    partners = torch.stack([look_alike, kindred], dim=-1)  # (n, L, 2)
+    targets = torch.stack([names.gather(1, look_alike), names.gather(1, kindred)], dim=-1)  # (n, L, 2)
+    return torch.stack([looks, character, names], dim=-1), targets, partners
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Small models that chapters 2 and 3 train for their experiments, built from attnlib's layers.
+"""Small models that chapters 2, 3 and 5 train for their experiments, built from attnlib's layers.
 
 - :class:`KeyValueRecall`: one query attends over (key, value) pairs; the normaliser is a choice (E3).
 - :class:`SelfAttentionTagger`: one self-attention layer that labels every position; position information,
-  a residual connection and a mask on the diagonal are choices (E5, E6).
+  a residual connection, a mask on the diagonal and a causal mask are choices (E5, E6, chapter 5).
+- :class:`RelationReader`: one multi-head self-attention layer that answers two questions per person of a group
+  (chapter 5, E10).
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from attnlib.attention import DotProductAttention, SingleHeadAttention
-from attnlib.functional import _check_length, _check_token_ids
+from attnlib.attention import DotProductAttention, MultiHeadAttention, SingleHeadAttention
+from attnlib.functional import _check_length, _check_token_ids, causal_mask
 from attnlib.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 
-__all__ = ["KeyValueRecall", "SelfAttentionTagger"]
+__all__ = ["KeyValueRecall", "SelfAttentionTagger", "RelationReader"]
 
 
 class KeyValueRecall(nn.Module):
@@ -92,6 +94,9 @@ class SelfAttentionTagger(nn.Module):
         Add the layer's input to the attention output (as a Transformer block does).
     mask_diagonal : bool
         Forbid each position to attend to itself.
+    causal : bool
+        Let each position attend only to itself and earlier positions (a causal mask). With ``mask_diagonal``
+        too, only to earlier ones; the first position then attends to nothing and its attention output is zero.
     """
 
     def __init__(
@@ -103,6 +108,7 @@ class SelfAttentionTagger(nn.Module):
         position: str | None = None,
         residual: bool = False,
         mask_diagonal: bool = False,
+        causal: bool = False,
     ) -> None:
         super().__init__()
         self.vocab_size = _check_length("vocab_size", vocab_size)
@@ -111,6 +117,7 @@ class SelfAttentionTagger(nn.Module):
         if position not in (None, "sinusoidal", "learned"):
             raise ValueError(f"position must be None, 'sinusoidal' or 'learned', got {position!r}")
         self.position, self.residual, self.mask_diagonal = position, bool(residual), bool(mask_diagonal)
+        self.causal = bool(causal)
         self.embedding = nn.Embedding(vocab_size, d_model)
         if position == "sinusoidal":
             self.positional: nn.Module = SinusoidalPositionalEncoding(d_model, max_len)
@@ -131,11 +138,71 @@ class SelfAttentionTagger(nn.Module):
         if tokens.shape[1] > self.max_len:
             raise ValueError(f"tokens has length {tokens.shape[1]} > max_len={self.max_len}")
         x = self.positional(self.embedding(tokens))  # (B, L, d)
-        mask = None
+        n, mask = tokens.shape[1], None
         if self.mask_diagonal:
-            n = tokens.shape[1]
             mask = ~torch.eye(n, dtype=torch.bool, device=tokens.device)  # (L, L), False on the diagonal
+        if self.causal and n:
+            future = causal_mask(n, device=tokens.device)  # (L, L), True on and below the diagonal
+            mask = future if mask is None else mask & future
         out, weights = self.attention(x, mask=mask, need_weights=need_weights)  # (B, L, d), (B, L, L)
         if self.residual:
             out = out + x
         return self.mlp(out), weights  # (B, L, C)
+
+
+class RelationReader(nn.Module):
+    """For every person of a group, name two partners found by two different relations (chapter 5, E10).
+
+    A person ``[looks, character, name]`` becomes ``x = E_looks[looks] + E_character[character] + E_name[name]``.
+    One :class:`~attnlib.attention.MultiHeadAttention` layer lets every person attend to the *others* (the
+    diagonal is masked), a residual connection adds ``x`` back, and a linear layer reads two answers per person:
+    the name of the look-alike and the name of the kindred spirit (see :func:`attnlib.data.two_relations`).
+    The parameter count does not depend on ``num_heads``, so models with 1, 2 or 4 heads compare fairly.
+
+    Parameters
+    ----------
+    num_traits, num_names : int
+        Sizes of the trait and name vocabularies.
+    d_model : int
+        Width of the embeddings and of the attention; divisible by ``num_heads``.
+    num_heads : int
+        Heads of the attention layer.
+    """
+
+    def __init__(self, num_traits: int, num_names: int, d_model: int = 32, num_heads: int = 2) -> None:
+        super().__init__()
+        self.num_traits, self.num_names = _check_length("num_traits", num_traits), _check_length("num_names", num_names)
+        d_model, num_heads = _check_length("d_model", d_model), _check_length("num_heads", num_heads)
+        if d_model % num_heads:
+            raise ValueError(
+                f"d_model must be divisible by num_heads (each head gets d_model / num_heads features): "
+                f"got d_model={d_model}, num_heads={num_heads}"
+            )
+        self.looks_embedding = nn.Embedding(num_traits, d_model)
+        self.character_embedding = nn.Embedding(num_traits, d_model)
+        self.name_embedding = nn.Embedding(num_names, d_model)
+        self.attention = MultiHeadAttention(d_model, num_heads)
+        self.classifier = nn.Linear(d_model, 2 * num_names)
+
+    def forward(self, people: Tensor, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+        """``people`` (B, L, 3) of int64 -> ``(logits (B, L, 2, num_names), weights (B, H, L, L) or None)``.
+
+        Raises ``TypeError``/``ValueError`` if ``people`` is not int64 (B, L, 3) with traits below ``num_traits``
+        and names below ``num_names``.
+        """
+        _check_token_ids("people", people, 3, max(self.num_traits, self.num_names))  # a tensor of int ids, 3-D
+        if people.shape[-1] != 3:
+            raise ValueError(f"people must have shape (B, L, 3) = [looks, character, name], got {tuple(people.shape)}")
+        _check_token_ids("people[..., 0] (looks)", people[..., 0], 2, self.num_traits)
+        _check_token_ids("people[..., 1] (character)", people[..., 1], 2, self.num_traits)
+        _check_token_ids("people[..., 2] (names)", people[..., 2], 2, self.num_names)
+        x = (
+            self.looks_embedding(people[..., 0])
+            + self.character_embedding(people[..., 1])
+            + self.name_embedding(people[..., 2])
+        )  # (B, L, d)
+        n = people.shape[1]
+        others = ~torch.eye(n, dtype=torch.bool, device=people.device)  # (L, L): attend to everyone else
+        out, weights = self.attention(x, x, x, mask=others, need_weights=need_weights)  # (B, L, d), (B, H, L, L)
+        logits = self.classifier(x + out)  # (B, L, 2 * num_names)
+        return logits.view(*people.shape[:2], 2, self.num_names), weights

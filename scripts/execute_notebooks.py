@@ -42,8 +42,11 @@ def _settle_streams(nb: nbformat.NotebookNode) -> None:
             continue
         merged: list = []
         for out in cell.outputs:
-            if out.output_type == "stream" and merged and merged[-1].output_type == "stream" and (
-                merged[-1].name == out.name
+            if (
+                out.output_type == "stream"
+                and merged
+                and merged[-1].output_type == "stream"
+                and (merged[-1].name == out.name)
             ):
                 merged[-1].text += out.text
             else:

@@ -82,8 +82,9 @@ def test_rounded_by_hand():
     assert attnlib.rounded(torch.tensor([2.5]), 0) == [2.0]  # round half to even, like torch.round
 
 
-@pytest.mark.parametrize(("args", "error"), [(([1.0],), TypeError), ((torch.ones(1), 1.5), TypeError),
-                                             ((torch.ones(1), -1), ValueError)])
+@pytest.mark.parametrize(
+    ("args", "error"), [(([1.0],), TypeError), ((torch.ones(1), 1.5), TypeError), ((torch.ones(1), -1), ValueError)]
+)
 def test_rounded_rejects(args, error):
     with pytest.raises(error):
         attnlib.rounded(*args)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import attnlib
-from attnlib import MultiHeadAttention
+from attnlib import MultiHeadAttention, TransformerEncoderLayer
 from attnlib.utils import median_seconds
 
 
@@ -53,7 +53,35 @@ def multihead_attention(device: torch.device, repeats: int, batch=8, length=256,
     return label, *compare(step_ours, step_theirs, device, repeats)
 
 
-BENCHMARKS = [multihead_attention]
+def encoder_layer(
+    device: torch.device, repeats: int, batch=8, length=256, d_model=256, nhead=8, dim_feedforward=512, norm_first=False
+):
+    """attnlib.TransformerEncoderLayer against torch.nn.TransformerEncoderLayer: a training step (dropout 0.1)."""
+    attnlib.set_seed(0)
+    theirs = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, batch_first=True, norm_first=norm_first)
+    theirs = theirs.to(device).train()
+    ours = TransformerEncoderLayer.from_torch(theirs).train()
+    x = torch.randn(batch, length, d_model).to(device).requires_grad_()
+
+    def step_ours():
+        out, _ = ours(x)
+        out.sum().backward()
+
+    def step_theirs():
+        theirs(x).sum().backward()
+
+    ln = "pre-LN" if norm_first else "post-LN"
+    label = (
+        f"TransformerEncoderLayer {ln} (B={batch}, L={length}, d={d_model}, H={nhead}, ff={dim_feedforward}), fwd+bwd"
+    )
+    return label, *compare(step_ours, step_theirs, device, repeats)
+
+
+def encoder_layer_pre_ln(device: torch.device, repeats: int):
+    return encoder_layer(device, repeats, norm_first=True)
+
+
+BENCHMARKS = [multihead_attention, encoder_layer, encoder_layer_pre_ln]
 
 
 def main() -> None:
@@ -65,10 +93,10 @@ def main() -> None:
         f"torch {torch.__version__}, attnlib {attnlib.__version__}, device {device}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
-    print(f"{'comparison':75s} {'attnlib ms':>10s} {'torch ms':>9s} {'ratio':>6s}")
+    print(f"{'comparison':90s} {'attnlib ms':>10s} {'torch ms':>9s} {'ratio':>6s}")
     for bench in BENCHMARKS:
         label, ours, theirs = bench(device, args.repeats)
-        print(f"{label:75s} {1e3 * ours:10.2f} {1e3 * theirs:9.2f} {ours / theirs:6.2f}")
+        print(f"{label:90s} {1e3 * ours:10.2f} {1e3 * theirs:9.2f} {ours / theirs:6.2f}")
 
 
 if __name__ == "__main__":

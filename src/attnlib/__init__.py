@@ -5,15 +5,18 @@ One module per idea, in the order the chapters meet them:
 - :mod:`attnlib.functional`: the math (masked softmax, scaled dot-product attention, masks).
 - :mod:`attnlib.attention`: attention layers as ``nn.Module`` s that hold parameters.
 - :mod:`attnlib.positional`: position information (sinusoidal and learned).
-- :mod:`attnlib.models`: the small models chapters 2 and 3 train for their experiments.
+- :mod:`attnlib.models`: the small models chapters 2, 3 and 5 train for their experiments.
+- :mod:`attnlib.seq2seq`: RNN encoder-decoders with and without attention (chapter 4).
+- :mod:`attnlib.transformer`: the Transformer's layers, stacks and an encoder-decoder model (chapter 6).
 - :mod:`attnlib.data`: data generated from a seed, and minibatches.
 - :mod:`attnlib.training`: the one training loop (``fit``), with a progress bar and a returned history.
 - :mod:`attnlib.plot`: figures the chapters share (attention heatmaps).
 - :mod:`attnlib.utils`: the device and the random seed, set in one place, and ``rounded`` for printing.
 """
 
-from attnlib import attention, data, functional, models, plot, positional, training, utils
+from attnlib import attention, data, functional, models, plot, positional, training, transformer, utils
 from attnlib.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention, SingleHeadAttention
+from attnlib.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 from attnlib.utils import get_device, rounded, set_seed
 
 __version__ = "0.1.0"
@@ -26,11 +29,14 @@ __all__ = [
     "plot",
     "positional",
     "training",
+    "transformer",
     "utils",
     "AdditiveAttention",
     "DotProductAttention",
     "MultiHeadAttention",
     "SingleHeadAttention",
+    "TransformerDecoderLayer",
+    "TransformerEncoderLayer",
     "get_device",
     "rounded",
     "set_seed",

@@ -462,7 +462,10 @@ class MultiHeadAttention(nn.Module):
         if module.bias_k is not None or module.add_zero_attn:
             raise ValueError("module uses add_bias_kv or add_zero_attn, which MultiHeadAttention does not have")
         bias = module.in_proj_bias is not None
+        p = next(module.parameters())
+        # Build in the module's dtype before copying, so that float64 weights are copied exactly.
         layer = cls(module.embed_dim, module.num_heads, module.dropout, bias, module.kdim, module.vdim)
+        layer = layer.to(device=p.device, dtype=p.dtype)
         e = module.embed_dim
         if module._qkv_same_embed_dim:
             w_q, w_k, w_v = module.in_proj_weight.detach().split(e)  # torch packs W_Q, W_K, W_V in one matrix
@@ -482,8 +485,7 @@ class MultiHeadAttention(nn.Module):
                 ):
                     proj.bias.copy_(bvec)
                 layer.out_proj.bias.copy_(module.out_proj.bias)
-        p = next(module.parameters())
-        return layer.to(device=p.device, dtype=p.dtype)
+        return layer
 
     def extra_repr(self) -> str:
         return (

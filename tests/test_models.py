@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from attnlib.data import associative_recall, two_relations
 from attnlib.functional import NORMALIZERS
-from attnlib.models import KeyValueRecall, RelationReader, SelfAttentionTagger
+from attnlib.models import KeyValueRecall, RelationReader, SelfAttentionTagger, TransformerTagger
+from attnlib.positional import sinusoidal_encoding
 
 # ----------------------------------------------------------------------------------------------------------------
 # KeyValueRecall
@@ -355,3 +356,43 @@ def test_relation_reader_needs_two_heads_for_two_relations(num_heads, learns):
     with torch.no_grad():
         accuracy = (model(test_people, need_weights=False)[0].argmax(-1) == test_targets).double().mean().item()
     assert accuracy > 0.9 if learns else accuracy < 0.8
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# TransformerTagger (chapter 6, E12)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_tagger_is_embedding_positions_encoder_classifier(norm_first):
+    torch.manual_seed(0)
+    model = TransformerTagger(
+        10, 7, d_model=16, nhead=2, num_layers=2, dim_feedforward=32, norm_first=norm_first, max_len=9
+    ).eval()
+    tokens = torch.randint(10, (3, 9))
+    logits, weights = model(tokens, need_weights=True)
+    x = model.embedding(tokens) * 4.0 + sinusoidal_encoding(9, 16)  # sqrt(16) = 4
+    for layer in model.encoder.layers:
+        x, _ = layer(x)
+    if norm_first:
+        x = model.encoder.norm(x)
+    torch.testing.assert_close(logits, model.classifier(x))
+    assert logits.shape == (3, 9, 7) and len(weights) == 2 and weights[0].shape == (3, 2, 9, 9)
+    fused, none = model(tokens)
+    assert none is None
+    torch.testing.assert_close(fused, logits, atol=1e-5, rtol=1e-5)
+
+
+def test_transformer_tagger_embeddings_start_at_the_scale_of_the_positions():
+    torch.manual_seed(0)
+    model = TransformerTagger(500, 3, d_model=64)
+    assert abs(model.embedding.weight.std().item() - 64**-0.5) < 0.05 * 64**-0.5
+
+
+def test_transformer_tagger_rejects_bad_tokens():
+    model = TransformerTagger(10, 3, d_model=16, nhead=2, num_layers=1, max_len=5)
+    with pytest.raises(ValueError, match="tokens"):
+        model(torch.full((2, 5), 10))
+    with pytest.raises(ValueError, match="max_len"):
+        model(torch.zeros(2, 6, dtype=torch.long))
+    with pytest.raises(TypeError, match="tokens"):
+        model(torch.zeros(2, 5))

@@ -67,6 +67,7 @@ def test_train_loss_is_the_mean_over_the_epochs_batches():
     )
     assert len(seen) == 2 * len(batches)
     assert history.train_loss == pytest.approx([sum(seen[:4]) / 4, sum(seen[4:]) / 4])
+    assert history.step_loss == seen  # every step's loss, in order
 
 
 def test_stop_when_stops_early():

@@ -5,6 +5,7 @@
   a residual connection, a mask on the diagonal and a causal mask are choices (E5, E6, chapter 5).
 - :class:`RelationReader`: one multi-head self-attention layer that answers two questions per person of a group
   (chapter 5, E10).
+- :class:`TransformerTagger`: a stack of Transformer encoder layers that labels every position (chapter 6, E12).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from torch import Tensor, nn
 from attnlib.attention import DotProductAttention, MultiHeadAttention, SingleHeadAttention
 from attnlib.functional import _check_length, _check_token_ids, causal_mask
 from attnlib.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from attnlib.transformer import TransformerEncoder
 
-__all__ = ["KeyValueRecall", "SelfAttentionTagger", "RelationReader"]
+__all__ = ["KeyValueRecall", "SelfAttentionTagger", "RelationReader", "TransformerTagger"]
 
 
 class KeyValueRecall(nn.Module):
@@ -206,3 +208,49 @@ class RelationReader(nn.Module):
         out, weights = self.attention(x, x, x, mask=others, need_weights=need_weights)  # (B, L, d), (B, H, L, L)
         logits = self.classifier(x + out)  # (B, L, 2 * num_names)
         return logits.view(*people.shape[:2], 2, self.num_names), weights
+
+
+class TransformerTagger(nn.Module):
+    """Label every token with a stack of Transformer encoder layers (chapter 6, E12: post-LN against pre-LN).
+
+    ``tokens -> embedding * sqrt(d_model) + sinusoidal positions -> TransformerEncoder -> linear -> logits``.
+
+    Parameters
+    ----------
+    vocab_size, num_classes : int
+    d_model, nhead, num_layers, dim_feedforward, dropout, norm_first
+        The encoder's settings (see :class:`attnlib.transformer.TransformerEncoder`).
+    max_len : int
+        The longest sequence.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        d_model: int = 64,
+        nhead: int = 4,
+        num_layers: int = 6,
+        dim_feedforward: int = 128,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        max_len: int = 64,
+    ) -> None:
+        super().__init__()
+        self.vocab_size = _check_length("vocab_size", vocab_size)
+        num_classes, self.d_model = _check_length("num_classes", num_classes), _check_length("d_model", d_model)
+        self.max_len = _check_length("max_len", max_len)
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)  # scaled by sqrt(d_model): entries of size 1
+        self.positional = SinusoidalPositionalEncoding(d_model, max_len, dropout)
+        self.encoder = TransformerEncoder(num_layers, d_model, nhead, dim_feedforward, dropout, norm_first)
+        self.classifier = nn.Linear(d_model, num_classes)
+
+    def forward(self, tokens: Tensor, need_weights: bool = False) -> tuple[Tensor, list[Tensor] | None]:
+        """``tokens`` (B, L) of int64 -> ``(logits (B, L, num_classes), per-layer weights (B, H, L, L) or None)``."""
+        _check_token_ids("tokens", tokens, 2, self.vocab_size)
+        if tokens.shape[1] > self.max_len:
+            raise ValueError(f"tokens has length {tokens.shape[1]} > max_len={self.max_len}")
+        x = self.positional(self.embedding(tokens) * self.d_model**0.5)  # (B, L, d)
+        x, weights = self.encoder(x, need_weights=need_weights)
+        return self.classifier(x), weights

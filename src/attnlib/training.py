@@ -29,6 +29,8 @@ class History:
     ----------
     train_loss : list of float
         Mean training loss of each epoch.
+    step_loss : list of float
+        The training loss of every optimizer step, for curves finer than an epoch.
     metrics : dict of str to list of float
         Each metric returned by ``evaluate``, once per epoch.
     seconds : float
@@ -38,6 +40,7 @@ class History:
     """
 
     train_loss: list[float] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
     metrics: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     epochs: int = 0
@@ -179,7 +182,9 @@ def fit(
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
-                total += loss.item()
+                value = loss.item()
+                history.step_loss.append(value)
+                total += value
                 count += 1
             if count == 0:
                 raise ValueError("batches gave no batch: it is empty")

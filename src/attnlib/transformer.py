@@ -299,13 +299,11 @@ class TransformerDecoderLayer(_Layer):
         return layer
 
 
-class TransformerEncoder(nn.Module):
-    """``num_layers`` :class:`TransformerEncoderLayer` s in a row; pre-LN stacks end with a LayerNorm (their
-    residual stream is never normalised otherwise).
+class _Stack(nn.Module):
+    """``num_layers`` layers of ``layer_class`` in a row; pre-LN stacks end with a LayerNorm (their residual stream
+    is never normalised otherwise)."""
 
-    ``forward(x, mask=None, need_weights=False)`` returns ``(output, weights)``, where ``weights`` is a list of
-    each layer's (B, H, L, L) attention weights, or None.
-    """
+    layer_class: type[_Layer]
 
     def __init__(
         self,
@@ -320,10 +318,21 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         num_layers = _check_length("num_layers", num_layers)
         self.layers = nn.ModuleList(
-            TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, norm_first, activation)
+            self.layer_class(d_model, nhead, dim_feedforward, dropout, norm_first, activation)
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+
+
+class TransformerEncoder(_Stack):
+    """``num_layers`` :class:`TransformerEncoderLayer` s in a row; pre-LN stacks end with a LayerNorm.
+
+    Parameters: ``(num_layers, d_model, nhead, dim_feedforward=2048, dropout=0.1, norm_first=False,
+    activation="relu")``. ``forward(x, mask=None, need_weights=False)`` returns ``(output, weights)``, where
+    ``weights`` is a list of each layer's (B, H, L, L) attention weights, or None.
+    """
+
+    layer_class = TransformerEncoderLayer
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False
@@ -335,30 +344,15 @@ class TransformerEncoder(nn.Module):
         return self.norm(x), (weights if need_weights else None)
 
 
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(_Stack):
     """``num_layers`` :class:`TransformerDecoderLayer` s in a row; pre-LN stacks end with a LayerNorm.
 
-    ``forward(x, memory, mask=None, memory_mask=None, need_weights=False)`` returns
-    ``(output, self_weights, cross_weights)``, the weights as lists over the layers, or None.
+    Parameters as :class:`TransformerEncoder`. ``forward(x, memory, mask=None, memory_mask=None,
+    need_weights=False)`` returns ``(output, self_weights, cross_weights)``, the weights as lists over the layers,
+    or None.
     """
 
-    def __init__(
-        self,
-        num_layers: int,
-        d_model: int,
-        nhead: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.1,
-        norm_first: bool = False,
-        activation: str = "relu",
-    ) -> None:
-        super().__init__()
-        num_layers = _check_length("num_layers", num_layers)
-        self.layers = nn.ModuleList(
-            TransformerDecoderLayer(d_model, nhead, dim_feedforward, dropout, norm_first, activation)
-            for _ in range(num_layers)
-        )
-        self.norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
+    layer_class = TransformerDecoderLayer
 
     def forward(
         self,

@@ -1,13 +1,24 @@
-"""Minibatches and the toy tasks, checked with plain Python loops and seeds."""
+"""Minibatches, the toy tasks and the handwritten digits, checked with plain Python loops, seeds and scikit-learn."""
 
 from __future__ import annotations
 
+from collections import Counter
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from attnlib.data import Batches, associative_recall, copy_task, reversal_task, two_relations
+from attnlib.data import (
+    Batches,
+    associative_recall,
+    copy_task,
+    digits_splits,
+    reversal_task,
+    shift_images,
+    two_relations,
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # Batches
@@ -281,3 +292,204 @@ def test_two_relations_rejects_bad_arguments(kwargs, error, word):
     with pytest.raises(error) as info:
         two_relations(**{"n": 3, **kwargs})
     assert word in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# digits_splits, shift_images
+
+
+@pytest.fixture(scope="module")
+def sklearn_digits():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images.astype(np.int64), digits.target.astype(np.int64)  # grey levels 0..16
+
+
+def _grey_levels(images: torch.Tensor) -> np.ndarray:
+    """Back to sklearn's integer grey levels; the split's values must be exactly level / 16."""
+    levels = images.double() * 16
+    assert torch.equal(levels, levels.round())
+    return levels.round().squeeze(1).numpy().astype(np.int64)
+
+
+def _multiset(images: np.ndarray, labels: np.ndarray) -> Counter:
+    """(image bytes, label) with multiplicities: the dataset holds some identical images."""
+    return Counter((image.tobytes(), int(label)) for image, label in zip(images, labels, strict=True))
+
+
+@pytest.fixture(scope="module")
+def default_splits():
+    return digits_splits()
+
+
+def test_digits_sizes_dtypes_and_values(default_splits):
+    for (images, labels), n in zip(default_splits, (1097, 300, 400), strict=True):
+        assert images.shape == (n, 1, 8, 8) and images.dtype == torch.float32
+        assert labels.shape == (n,) and labels.dtype == torch.int64
+        assert images.min() >= 0 and images.max() <= 1
+        assert set(labels.tolist()) == set(range(10))
+    assert default_splits[0][0].max() == 1  # scaled by 16, the largest grey level, not by the largest value seen
+
+
+@pytest.mark.parametrize(("n_val", "n_test"), [(300, 400), (100, 50), (697, 1000)])
+def test_digits_splits_partition_the_dataset(sklearn_digits, n_val, n_test):
+    all_images, all_labels = sklearn_digits
+    splits = digits_splits(n_val=n_val, n_test=n_test, seed=1)
+    assert [len(labels) for _, labels in splits] == [1797 - n_val - n_test, n_val, n_test]
+    parts = [_multiset(_grey_levels(images), labels.numpy()) for images, labels in splits]
+    # every image keeps its label, and together the splits are the dataset, each image exactly once
+    assert parts[0] + parts[1] + parts[2] == _multiset(all_images, all_labels)
+
+
+def test_digits_splits_are_disjoint_up_to_duplicates(sklearn_digits, default_splits):
+    whole = _multiset(*sklearn_digits)
+    parts = [_multiset(_grey_levels(images), labels.numpy()) for images, labels in default_splits]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            for key in parts[i].keys() & parts[j].keys():  # only an image the dataset holds more than once
+                assert parts[i][key] + parts[j][key] <= whole[key]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_digits_splits_are_stratified(sklearn_digits, seed):
+    _, all_labels = sklearn_digits
+    share = np.bincount(all_labels, minlength=10) / len(all_labels)
+    for _, labels in digits_splits(seed=seed):
+        n = len(labels)
+        counts = np.bincount(labels.numpy(), minlength=10)
+        assert np.all(np.abs(counts / n - share) <= 0.02)
+        # a stratified split is off by rounding only: at most 2 images per class (a random one is off by ~5)
+        assert np.all(np.abs(counts - n * share) <= 2)
+
+
+def test_digits_splits_seeds(default_splits):
+    again = digits_splits(seed=0)
+    for (a, la), (b, lb) in zip(default_splits, again, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+    other = digits_splits(seed=1)
+    for (a, la), (b, lb) in zip(default_splits, other, strict=True):
+        assert not torch.equal(a, b) and not torch.equal(la, lb)
+
+
+def test_digits_splits_do_not_touch_global_rng():
+    state = torch.get_rng_state()
+    digits_splits(seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "word"),
+    [
+        (dict(n_val=900, n_test=800), ValueError, "n_val"),  # leaves 97 < 100 for training
+        (dict(n_val=1797), ValueError, "n_val"),
+        (dict(n_val=0), ValueError, "n_val"),
+        (dict(n_test=0), ValueError, "n_test"),
+        (dict(n_test=400.0), TypeError, "n_test"),
+        (dict(seed=1.5), TypeError, "seed"),
+        (dict(seed="0"), TypeError, "seed"),
+        (dict(seed=None), TypeError, "seed"),
+    ],
+)
+def test_digits_splits_reject_bad_arguments(kwargs, error, word):
+    with pytest.raises(error) as info:
+        digits_splits(**kwargs)
+    assert word in str(info.value)
+
+
+def _shifted(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``image`` (C, H, W) moved down by dy and right by dx, zeros coming in: out[y, x] = image[y - dy, x - dx]."""
+    _, h, w = image.shape
+    out = torch.zeros_like(image)
+    out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def _shifts_used(images: torch.Tensor, shifted: torch.Tensor, max_shift: int) -> list:
+    """For each image the (dy, dx) that gives its output; fails unless exactly one does."""
+    found = []
+    steps = range(-max_shift, max_shift + 1)
+    for image, out in zip(images, shifted, strict=True):
+        matches = [(dy, dx) for dy in steps for dx in steps if torch.equal(out, _shifted(image, dy, dx))]
+        assert len(matches) == 1, matches
+        found.append(matches[0])
+    return found
+
+
+def test_shifted_helper_by_hand():
+    image = torch.arange(1.0, 10).reshape(1, 3, 3)
+    assert _shifted(image, 1, 0).tolist() == [[[0, 0, 0], [1, 2, 3], [4, 5, 6]]]
+    assert _shifted(image, 0, -1).tolist() == [[[2, 3, 0], [5, 6, 0], [8, 9, 0]]]
+    assert _shifted(image, -1, 1).tolist() == [[[0, 4, 5], [0, 7, 8], [0, 0, 0]]]
+    assert _shifted(image, 0, 0).tolist() == image.tolist()
+    assert _shifted(image, 3, 0).tolist() == [[[0, 0, 0]] * 3]
+
+
+@pytest.mark.parametrize(("channels", "max_shift"), [(1, 1), (2, 1), (1, 2)])
+def test_shift_images_moves_each_image_by_one_whole_shift(channels, max_shift):
+    g = torch.Generator().manual_seed(0)
+    n = 10 * (2 * max_shift + 1) ** 2
+    images = torch.rand(n, channels, 6, 5, generator=g) + 0.5  # no zeros: every shift looks different
+    shifted = shift_images(images, max_shift=max_shift, generator=torch.Generator().manual_seed(1))
+    assert shifted.shape == images.shape and shifted.dtype == images.dtype
+    used = _shifts_used(images, shifted, max_shift)  # the channels of an image move together
+    assert len(set(used)) == (2 * max_shift + 1) ** 2  # every shift is drawn
+
+
+def test_shift_images_with_max_shift_zero_is_the_identity():
+    images = torch.rand(10, 2, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(shift_images(images, max_shift=0, generator=torch.Generator().manual_seed(0)), images)
+    assert torch.equal(shift_images(images, max_shift=0), images)
+
+
+def test_shift_images_keeps_the_mass_of_a_digit_away_from_the_border(default_splits):
+    images = torch.zeros(50, 1, 8, 8)
+    images[:, :, 1:7, 1:7] = torch.rand(50, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    shifted = shift_images(images, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(shifted.sum((1, 2, 3)), images.sum((1, 2, 3)))
+    assert not torch.equal(shifted, images)
+    # a digit at the border can lose pixels, never gain any
+    digits = default_splits[0][0][:100]
+    assert (
+        shift_images(digits, generator=torch.Generator().manual_seed(2)).sum((1, 2, 3)) <= digits.sum((1, 2, 3)) + 1e-5
+    ).all()
+
+
+def test_shift_images_uses_the_generator():
+    images = torch.rand(30, 1, 8, 8, generator=torch.Generator().manual_seed(0)) + 0.5
+    a = shift_images(images, generator=torch.Generator().manual_seed(5))
+    b = shift_images(images, generator=torch.Generator().manual_seed(5))
+    c = shift_images(images, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    state = torch.get_rng_state()
+    shift_images(images, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is left alone
+    original = images.clone()
+    shift_images(images)
+    assert torch.equal(images, original)  # the input is not changed in place
+
+
+@pytest.mark.parametrize(
+    ("images", "kwargs", "error", "word"),
+    [
+        (torch.zeros(2, 8, 8), dict(), ValueError, "(N, C, H, W)"),
+        (torch.zeros(2, 1, 1, 8, 8), dict(), ValueError, "(N, C, H, W)"),
+        ([[[[0.0]]]], dict(), TypeError, "images"),
+        (torch.zeros(2, 1, 8, 8), dict(max_shift=-1), ValueError, "max_shift"),
+        (torch.zeros(2, 1, 8, 8), dict(max_shift=1.0), TypeError, "max_shift"),
+    ],
+)
+def test_shift_images_rejects_bad_arguments(images, kwargs, error, word):
+    with pytest.raises(error) as info:
+        shift_images(images, **kwargs)
+    assert word in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"), [(dict(n_test=5), "n_test"), (dict(n_val=9), "n_val"), (dict(seed=-1), "seed")]
+)
+def test_digits_splits_names_the_argument_before_scikit_learn_does(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        digits_splits(**kwargs)

@@ -5,6 +5,8 @@
 - Chapter 5's task with two relations at once: :func:`two_relations`.
 - Dates in many human formats to ISO 8601 (chapters 4 and 6): :func:`date_splits`, :class:`CharVocab`,
   :func:`encode_date_pairs`.
+- Handwritten digits (chapter 7): :func:`digits_splits`, from the 1,797 8x8 images that ship inside scikit-learn,
+  and :func:`shift_images` for augmentation.
 
 Every generator takes a ``seed`` and uses its own ``torch.Generator``, so it neither reads nor changes torch's
 global random state.
@@ -36,6 +38,8 @@ __all__ = [
     "date_vocabularies",
     "encode_date_pairs",
     "copy_sequences",
+    "digits_splits",
+    "shift_images",
 ]
 
 
@@ -479,3 +483,71 @@ def copy_sequences(
     target_out = torch.cat([source, torch.full((n, 1), CharVocab.PAD)], dim=1)
     target_out[torch.arange(n), lengths] = CharVocab.EOS
     return source, lengths, target_in, target_out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Handwritten digits (chapter 7): the 8x8 images bundled with scikit-learn, so nothing is downloaded.
+
+
+def digits_splits(
+    n_val: int = 300, n_test: int = 400, seed: int = 0
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Split scikit-learn's 1,797 handwritten digits into train, validation and test sets, stratified by class.
+
+    The images ship inside scikit-learn (``sklearn.datasets.load_digits``: 8x8 pixels, grey levels 0 to 16, ten
+    classes of about 180 each), so nothing is downloaded. Every split has the classes in the same proportions, the
+    same ``seed`` gives the same split on every machine, and no image is in two splits.
+
+    Returns
+    -------
+    (train_images, train_labels), (val_images, val_labels), (test_images, test_labels)
+        Images as float32 tensors (N, 1, 8, 8) scaled to [0, 1]; labels as int64 tensors (N,).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a size is not a positive int, ``n_val`` or ``n_test`` is below 10, ``n_val + n_test`` leaves fewer than
+        100 training images, or ``seed`` is outside [0, 2**32).
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    n_val, n_test, seed = _check_length("n_val", n_val), _check_length("n_test", n_test), _check_int("seed", seed)
+    if n_val < 10 or n_test < 10:
+        raise ValueError(f"n_val and n_test must be at least 10 (one image per class), got {n_val} and {n_test}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must lie in [0, 2**32) for scikit-learn's splitter, got {seed}")
+    digits = load_digits()
+    total = len(digits.target)
+    if total - n_val - n_test < 100:
+        raise ValueError(
+            f"n_val + n_test must leave at least 100 of the {total} images for training, got {n_val} + {n_test}"
+        )
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8) in [0, 1]
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    index = torch.arange(total).numpy()
+    rest, test = train_test_split(index, test_size=n_test, stratify=digits.target, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, stratify=digits.target[rest], random_state=seed)
+    return tuple((images[torch.as_tensor(i)], labels[torch.as_tensor(i)]) for i in (train, val, test))
+
+
+def shift_images(images: Tensor, max_shift: int = 1, generator: torch.Generator | None = None) -> Tensor:
+    """Shift every image by a random whole number of pixels (at most ``max_shift`` each way), filling with zeros.
+
+    A light augmentation for small images (chapter 7): a digit moved by a pixel is still the same digit.
+    ``images`` is (N, C, H, W); each image gets its own shift, drawn from ``generator`` (or torch's global one).
+    """
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor of shape (N, C, H, W), got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"images must be a tensor of shape (N, C, H, W), got {tuple(images.shape)}")
+    max_shift = _check_int("max_shift", max_shift)
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be at least 0, got {max_shift}")
+    n, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (max_shift,) * 4)  # zeros around every image
+    shifts = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator)  # (N, 2) offsets into the padding
+    rows = (shifts[:, 0, None] + torch.arange(h)).to(images.device)  # (N, H)
+    cols = (shifts[:, 1, None] + torch.arange(w)).to(images.device)  # (N, W)
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)

@@ -6,6 +6,7 @@
 - :class:`RelationReader`: one multi-head self-attention layer that answers two questions per person of a group
   (chapter 5, E10).
 - :class:`TransformerTagger`: a stack of Transformer encoder layers that labels every position (chapter 6, E12).
+- :class:`SmallCNN`: a three-layer convolutional network for small images, the baseline of chapter 7 (E14).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from attnlib.functional import _check_length, _check_token_ids, causal_mask
 from attnlib.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 from attnlib.transformer import TransformerEncoder
 
-__all__ = ["KeyValueRecall", "SelfAttentionTagger", "RelationReader", "TransformerTagger"]
+__all__ = ["KeyValueRecall", "SelfAttentionTagger", "RelationReader", "TransformerTagger", "SmallCNN"]
 
 
 class KeyValueRecall(nn.Module):
@@ -254,3 +255,50 @@ class TransformerTagger(nn.Module):
         x = self.positional(self.embedding(tokens) * self.d_model**0.5)  # (B, L, d)
         x, weights = self.encoder(x, need_weights=need_weights)
         return self.classifier(x), weights
+
+
+class SmallCNN(nn.Module):
+    """A small convolutional network for 8x8 images (chapter 7's baseline against the Vision Transformer, E14).
+
+    Three 3x3 convolutions with ReLU (``width``, ``2 * width`` and ``4 * width`` channels), a 2x2 max-pool after the
+    second and the third, then a linear layer on the flattened (4 * width, 2, 2) features. Its built-in assumptions
+    (nearby pixels belong together, and a pattern means the same anywhere in the image) are what a ViT must learn
+    from data.
+
+    Parameters
+    ----------
+    in_channels, num_classes, width : int
+    image_size : int
+        Height and width of the square input; divisible by 4.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16, image_size: int = 8) -> None:
+        super().__init__()
+        in_channels, num_classes = _check_length("in_channels", in_channels), _check_length("num_classes", num_classes)
+        width, self.image_size = _check_length("width", width), _check_length("image_size", image_size)
+        if image_size % 4:
+            raise ValueError(f"image_size must be divisible by 4 (two 2x2 poolings), got {image_size}")
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.head = nn.Linear(4 * width * (image_size // 4) ** 2, num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``images`` (B, C, H, W) -> logits (B, num_classes)."""
+        if (
+            not isinstance(images, Tensor)
+            or images.dim() != 4
+            or images.shape[-2:] != (self.image_size,) * 2
+            or images.shape[1] != self.features[0].in_channels
+        ):
+            got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            c = self.features[0].in_channels
+            raise ValueError(f"images must have shape (B, {c}, {self.image_size}, {self.image_size}), got {got}")
+        return self.head(self.features(images).flatten(1))

@@ -9,13 +9,14 @@ One module per idea, in the order the chapters meet them:
 - :mod:`attnlib.seq2seq`: RNN encoder-decoders with and without attention (chapter 4).
 - :mod:`attnlib.transformer`: the Transformer's layers, stacks and an encoder-decoder model (chapter 6).
 - :mod:`attnlib.vit`: patches, the Vision Transformer and attention rollout (chapter 7).
+- :mod:`attnlib.efficient`: attention that never stores the full weight matrix (chapter 8).
 - :mod:`attnlib.data`: data generated from a seed, and minibatches.
 - :mod:`attnlib.training`: the one training loop (``fit``), with a progress bar and a returned history.
 - :mod:`attnlib.plot`: figures the chapters share (attention heatmaps).
 - :mod:`attnlib.utils`: the device and the random seed, set in one place, and ``rounded`` for printing.
 """
 
-from attnlib import attention, data, functional, models, plot, positional, training, transformer, utils, vit
+from attnlib import attention, data, efficient, functional, models, plot, positional, training, transformer, utils, vit
 from attnlib.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention, SingleHeadAttention
 from attnlib.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 from attnlib.utils import get_device, rounded, set_seed
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "attention",
     "data",
+    "efficient",
     "functional",
     "models",
     "plot",

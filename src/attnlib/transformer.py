@@ -108,20 +108,23 @@ class FeedForward(nn.Module):
 
 
 class _Layer(nn.Module):
-    """What the encoder and decoder layers share: the settings, the MLP, and the residual wrapping."""
+    """What the encoder and decoder layers share: the settings, the sub-layers, the residual wrapping and
+    :meth:`from_torch`. The decoder adds cross-attention (``multihead_attn``, torch's name) and a third norm."""
 
     num_norms = 2
+    cross_attention = False
+    torch_class: type[nn.Module] = nn.Module
 
     def __init__(
         self,
         d_model: int,
         nhead: int,
-        dim_feedforward: int,
-        dropout: float,
-        norm_first: bool,
-        activation: str,
-        layer_norm_eps: float,
-        bias: bool,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.1,
+        norm_first: bool = False,
+        activation: str = "relu",
+        layer_norm_eps: float = 1e-5,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.d_model, self.nhead = _check_length("d_model", d_model), _check_length("nhead", nhead)
@@ -132,6 +135,8 @@ class _Layer(nn.Module):
         self.norm_first = bool(norm_first)
         self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias)
         self.ff = FeedForward(d_model, dim_feedforward, dropout, activation, bias)
+        if self.cross_attention:
+            self.multihead_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias)
         for i in range(1, self.num_norms + 1):
             setattr(self, f"norm{i}", nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias))
             setattr(self, f"dropout{i}", nn.Dropout(dropout))
@@ -152,6 +157,28 @@ class _Layer(nn.Module):
             for i in range(1, self.num_norms + 1):
                 getattr(self, f"norm{i}").load_state_dict(getattr(module, f"norm{i}").state_dict())
         self.self_attn = MultiHeadAttention.from_torch(module.self_attn)
+        if self.cross_attention:
+            self.multihead_attn = MultiHeadAttention.from_torch(module.multihead_attn)
+
+    @classmethod
+    def from_torch(cls, module: nn.Module) -> _Layer:
+        """A layer with the settings and weights of ``module``, the torch layer of the same kind
+        (``torch.nn.TransformerEncoderLayer`` or ``DecoderLayer``) built with ``batch_first=True``; both then
+        give the same output (in training mode too, when dropout is 0).
+
+        Raises
+        ------
+        TypeError
+            If ``module`` is not the torch layer of the same kind.
+        ValueError
+            If it is not batch first, or uses an activation other than relu or (exact) gelu.
+        """
+        if not isinstance(module, cls.torch_class):
+            raise TypeError(f"module must be a torch.nn.{cls.torch_class.__name__}, got {type(module).__name__}")
+        p = next(module.parameters())
+        layer = cls(**cls._settings(module)).to(device=p.device, dtype=p.dtype)  # then copy: exact in float64
+        layer._copy_from(module)
+        return layer
 
     @staticmethod
     def _settings(module: nn.Module) -> dict:
@@ -191,18 +218,7 @@ class TransformerEncoderLayer(_Layer):
         [0, 1), or ``activation`` is unknown.
     """
 
-    def __init__(
-        self,
-        d_model: int,
-        nhead: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.1,
-        norm_first: bool = False,
-        activation: str = "relu",
-        layer_norm_eps: float = 1e-5,
-        bias: bool = True,
-    ) -> None:
-        super().__init__(d_model, nhead, dim_feedforward, dropout, norm_first, activation, layer_norm_eps, bias)
+    torch_class = nn.TransformerEncoderLayer
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False
@@ -216,18 +232,6 @@ class TransformerEncoderLayer(_Layer):
         x, weights = self._residual(x, 1, lambda h: self.self_attn(h, h, h, mask=mask, need_weights=need_weights))
         x, _ = self._residual(x, 2, lambda h: (self.ff(h), None))
         return x, weights
-
-    @classmethod
-    def from_torch(cls, module: nn.TransformerEncoderLayer) -> TransformerEncoderLayer:
-        """A layer with the settings and weights of ``module``, a ``torch.nn.TransformerEncoderLayer``
-        built with ``batch_first=True``; both then give the same output (in training mode too, when dropout is 0).
-        """
-        if not isinstance(module, nn.TransformerEncoderLayer):
-            raise TypeError(f"module must be a torch.nn.TransformerEncoderLayer, got {type(module).__name__}")
-        p = next(module.parameters())
-        layer = cls(**cls._settings(module)).to(device=p.device, dtype=p.dtype)  # then copy: exact in float64
-        layer._copy_from(module)
-        return layer
 
 
 class TransformerDecoderLayer(_Layer):
@@ -244,20 +248,8 @@ class TransformerDecoderLayer(_Layer):
     """
 
     num_norms = 3
-
-    def __init__(
-        self,
-        d_model: int,
-        nhead: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.1,
-        norm_first: bool = False,
-        activation: str = "relu",
-        layer_norm_eps: float = 1e-5,
-        bias: bool = True,
-    ) -> None:
-        super().__init__(d_model, nhead, dim_feedforward, dropout, norm_first, activation, layer_norm_eps, bias)
-        self.multihead_attn = MultiHeadAttention(d_model, nhead, dropout=dropout, bias=bias)  # torch's name
+    cross_attention = True
+    torch_class = nn.TransformerDecoderLayer
 
     def forward(
         self,
@@ -285,18 +277,6 @@ class TransformerDecoderLayer(_Layer):
         )
         x, _ = self._residual(x, 3, lambda h: (self.ff(h), None))
         return x, self_w, cross_w
-
-    @classmethod
-    def from_torch(cls, module: nn.TransformerDecoderLayer) -> TransformerDecoderLayer:
-        """A layer with the settings and weights of ``module``, a ``torch.nn.TransformerDecoderLayer``
-        built with ``batch_first=True``; both then give the same output."""
-        if not isinstance(module, nn.TransformerDecoderLayer):
-            raise TypeError(f"module must be a torch.nn.TransformerDecoderLayer, got {type(module).__name__}")
-        p = next(module.parameters())
-        layer = cls(**cls._settings(module)).to(device=p.device, dtype=p.dtype)  # then copy: exact in float64
-        layer._copy_from(module)
-        layer.multihead_attn = MultiHeadAttention.from_torch(module.multihead_attn)
-        return layer
 
 
 class _Stack(nn.Module):

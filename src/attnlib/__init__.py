@@ -9,7 +9,7 @@ One module per idea, in the order the chapters meet them:
 - :mod:`attnlib.seq2seq`: RNN encoder-decoders with and without attention (chapter 4).
 - :mod:`attnlib.transformer`: the Transformer's layers, stacks and an encoder-decoder model (chapter 6).
 - :mod:`attnlib.vit`: patches, the Vision Transformer and attention rollout (chapter 7).
-- :mod:`attnlib.efficient`: attention that never stores the full weight matrix (chapter 8).
+- :mod:`attnlib.efficient`: attention that never stores the full weight matrix, and the KV cache (chapter 8).
 - :mod:`attnlib.data`: data generated from a seed, and minibatches.
 - :mod:`attnlib.training`: the one training loop (``fit``), with a progress bar and a returned history.
 - :mod:`attnlib.plot`: figures the chapters share (attention heatmaps).

@@ -431,11 +431,22 @@ class MultiHeadAttention(nn.Module):
                 f"key and value must have the same length Lk: key has shape {tuple(key.shape)}, "
                 f"value has shape {tuple(value.shape)}"
             )
+        return self.attend(query, *self.project_kv(key, value), mask=mask, need_weights=need_weights)
+
+    def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """The keys and values of every head: ``key`` (B, Lk, kdim), ``value`` (B, Lk, vdim) ->
+        ``(k, v)``, each (B, H, Lk, head_dim). This is what a KV cache stores (:class:`attnlib.efficient.KVCache`):
+        a position's keys and values do not change once computed, so they can be kept instead of recomputed."""
+        return self._split(self.k_proj(key)), self._split(self.v_proj(value))
+
+    def attend(
+        self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, need_weights: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """The rest of :meth:`forward` once the keys and values are projected: ``query`` (B, Lq, embed_dim)
+        attends over ``k``, ``v`` (B, H, Lk, head_dim) from :meth:`project_kv`. Returns as :meth:`forward`."""
         if mask is not None and isinstance(mask, Tensor) and mask.dim() == 3:
             mask = mask.unsqueeze(1)  # (B, 1, Lq, Lk): the same for every head
         q = self._split(self.q_proj(query))  # (B, H, Lq, head_dim)
-        k = self._split(self.k_proj(key))  # (B, H, Lk, head_dim)
-        v = self._split(self.v_proj(value))  # (B, H, Lk, head_dim)
         p = self.dropout if self.training else 0.0
         out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p, need_weights=need_weights)
         out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], self.embed_dim)  # (B, Lq, E): heads joined

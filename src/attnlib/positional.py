@@ -13,7 +13,7 @@ from numbers import Real
 import torch
 from torch import Tensor, nn
 
-from attnlib.functional import _check_dropout, _check_length
+from attnlib.functional import _check_dropout, _check_int, _check_length
 
 __all__ = ["sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding"]
 
@@ -116,14 +116,24 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.dropout = nn.Dropout(_check_dropout(dropout))
         self.register_buffer("pe", sinusoidal_encoding(max_len, dim), persistent=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` (..., L, dim) -> ``x + P[:L]`` (..., L, dim), the positions counted from 0.
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """``x`` (..., L, dim) -> ``x + P[offset : offset + L]`` (..., L, dim): the positions counted from
+        ``offset`` (0 for a whole sequence; the number of positions already decoded when a KV cache feeds the
+        new ones alone).
 
-        Raises ``TypeError``/``ValueError`` if ``x`` is not a float tensor of shape (..., L, dim) with
-        ``L <= max_len``.
+        Raises ``TypeError``/``ValueError`` if ``x`` is not a float tensor of shape (..., L, dim), or ``offset``
+        is not an int >= 0, or ``offset + L > max_len``.
         """
+        offset = _check_int("offset", offset)
+        if offset < 0:
+            raise ValueError(f"offset must be at least 0, got {offset}")
         x = _check_embeddings(x, self.dim, self.max_len)
-        return self.dropout(x + self.pe[: x.shape[-2]].to(x.dtype))  # (..., L, dim)
+        if offset + x.shape[-2] > self.max_len:
+            raise ValueError(
+                f"positions {offset} to {offset + x.shape[-2] - 1} (offset={offset}, {x.shape[-2]} new) do not fit in "
+                f"max_len={self.max_len}; build the encoding with a larger max_len"
+            )
+        return self.dropout(x + self.pe[offset : offset + x.shape[-2]].to(x.dtype))  # (..., L, dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, max_len={self.max_len}"

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from attnlib.attention import MultiHeadAttention
 from attnlib.data import CharVocab
+from attnlib.efficient import KVCache, LayerKVCache
 from attnlib.functional import _check_dropout, _check_length, _check_token_ids, causal_mask, padding_mask
 from attnlib.positional import SinusoidalPositionalEncoding
 
@@ -258,12 +259,18 @@ class TransformerDecoderLayer(_Layer):
         mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         need_weights: bool = False,
+        cache: LayerKVCache | None = None,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """``x`` (B, T, d_model), ``memory`` (B, S, d_model) -> ``(output (B, T, d_model), self-attention weights
         (B, H, T, T), cross-attention weights (B, H, T, S))``, the weights None unless ``need_weights``.
 
         ``mask`` is the self-attention mask (normally ``causal_mask(T)``); ``memory_mask`` says which memory
         positions each query may attend to (normally the source padding mask as ``pad[:, None, :]``).
+
+        With a ``cache`` (:class:`attnlib.efficient.LayerKVCache`), ``x`` holds only the ``T`` new positions: their
+        keys and values are appended to the cache and they attend causally over every cached position (so
+        ``mask`` must be None, and the self-attention weights are (B, H, T, cached + T)); the memory's keys and
+        values are projected once and reused.
         """
         _check_sequence("x", x, self.d_model)
         _check_sequence("memory", memory, self.d_model)
@@ -271,12 +278,38 @@ class TransformerDecoderLayer(_Layer):
             raise ValueError(
                 f"x and memory must share the batch size, got shapes {tuple(x.shape)} and {tuple(memory.shape)}"
             )
-        x, self_w = self._residual(x, 1, lambda h: self.self_attn(h, h, h, mask=mask, need_weights=need_weights))
-        x, cross_w = self._residual(
-            x, 2, lambda h: self.multihead_attn(h, memory, memory, mask=memory_mask, need_weights=need_weights)
-        )
+        if cache is None:
+            x, self_w = self._residual(x, 1, lambda h: self.self_attn(h, h, h, mask=mask, need_weights=need_weights))
+            x, cross_w = self._residual(
+                x, 2, lambda h: self.multihead_attn(h, memory, memory, mask=memory_mask, need_weights=need_weights)
+            )
+        else:
+            if not isinstance(cache, LayerKVCache):
+                raise TypeError(f"cache must be an attnlib.efficient.LayerKVCache, got {type(cache).__name__}")
+            if mask is not None:
+                raise ValueError("mask must be None with a cache: cached self-attention is causal by construction")
+            x, self_w = self._residual(x, 1, lambda h: self._cached_self_attention(h, cache, need_weights))
+            x, cross_w = self._residual(
+                x,
+                2,
+                lambda h: self.multihead_attn.attend(
+                    h,
+                    *cache.memory_kv(lambda: self.multihead_attn.project_kv(memory, memory)),
+                    mask=memory_mask,
+                    need_weights=need_weights,
+                ),
+            )
         x, _ = self._residual(x, 3, lambda h: (self.ff(h), None))
         return x, self_w, cross_w
+
+    def _cached_self_attention(
+        self, h: Tensor, cache: LayerKVCache, need_weights: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        start, new = cache.length, h.shape[1]
+        k, v = cache.append(*self.self_attn.project_kv(h, h))  # (B, H, start + new, head_dim)
+        # new position start + i may attend to positions 0 .. start + i; one new position may attend to all
+        mask = None if new == 1 else causal_mask(start + new, device=h.device)[start:]  # (new, start + new)
+        return self.self_attn.attend(h, k, v, mask=mask, need_weights=need_weights)
 
 
 class _Stack(nn.Module):
@@ -328,8 +361,9 @@ class TransformerDecoder(_Stack):
     """``num_layers`` :class:`TransformerDecoderLayer` s in a row; pre-LN stacks end with a LayerNorm.
 
     Parameters as :class:`TransformerEncoder`. ``forward(x, memory, mask=None, memory_mask=None,
-    need_weights=False)`` returns ``(output, self_weights, cross_weights)``, the weights as lists over the layers,
-    or None.
+    need_weights=False, cache=None)`` returns ``(output, self_weights, cross_weights)``, the weights as lists over
+    the layers, or None. With a ``cache`` (:class:`attnlib.efficient.KVCache` with one entry per layer), ``x``
+    holds only the new positions, as in :meth:`TransformerDecoderLayer.forward`.
     """
 
     layer_class = TransformerDecoderLayer
@@ -341,10 +375,23 @@ class TransformerDecoder(_Stack):
         mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         need_weights: bool = False,
+        cache: KVCache | None = None,
     ) -> tuple[Tensor, list[Tensor] | None, list[Tensor] | None]:
+        if cache is not None:
+            if not isinstance(cache, KVCache):
+                raise TypeError(f"cache must be an attnlib.efficient.KVCache, got {type(cache).__name__}")
+            if len(cache) != len(self.layers):
+                raise ValueError(f"cache holds {len(cache)} layers, but this decoder has {len(self.layers)}")
         self_weights, cross_weights = [], []
-        for layer in self.layers:
-            x, s, c = layer(x, memory, mask=mask, memory_mask=memory_mask, need_weights=need_weights)
+        for i, layer in enumerate(self.layers):
+            x, s, c = layer(
+                x,
+                memory,
+                mask=mask,
+                memory_mask=memory_mask,
+                need_weights=need_weights,
+                cache=None if cache is None else cache[i],
+            )
             self_weights.append(s)
             cross_weights.append(c)
         if not need_weights:
@@ -397,13 +444,13 @@ class TransformerSeq2Seq(nn.Module):
             # positional encoding they are added to (torch's default std of 1 would drown the positions)
             nn.init.normal_(embedding.weight, std=d_model**-0.5)
 
-    def _embed(self, name: str, embedding: nn.Embedding, tokens: Tensor) -> Tensor:
-        if tokens.shape[1] > self.max_len:
+    def _embed(self, name: str, embedding: nn.Embedding, tokens: Tensor, offset: int = 0) -> Tensor:
+        if offset + tokens.shape[1] > self.max_len:
             raise ValueError(
-                f"{name} may be at most max_len={self.max_len} long (the model's positional table), "
-                f"got length {tokens.shape[1]}"
+                f"{name} may reach at most position max_len={self.max_len} (the model's positional table), "
+                f"got {tokens.shape[1]} tokens from position {offset}"
             )
-        return self.positional(embedding(tokens) * math.sqrt(self.d_model))
+        return self.positional(embedding(tokens) * math.sqrt(self.d_model), offset=offset)
 
     def encode(
         self, source: Tensor, lengths: Tensor, need_weights: bool = False
@@ -423,10 +470,19 @@ class TransformerSeq2Seq(nn.Module):
         return memory, memory_mask, weights
 
     def decode(
-        self, target_in: Tensor, memory: Tensor, memory_mask: Tensor, need_weights: bool = False
+        self,
+        target_in: Tensor,
+        memory: Tensor,
+        memory_mask: Tensor,
+        need_weights: bool = False,
+        cache: KVCache | None = None,
     ) -> tuple[Tensor, list[Tensor] | None, list[Tensor] | None]:
         """``(logits (B, T, V), decoder self-attention weights, cross-attention weights)``, the weights lists over
-        the layers or None."""
+        the layers or None.
+
+        With a ``cache`` (:class:`attnlib.efficient.KVCache`), ``target_in`` holds only the new tokens, which take
+        the positions after the cached ones; the logits are theirs alone.
+        """
         _check_token_ids("target_in", target_in, 2, self.target_vocab_size)
         if target_in.shape[1] == 0:
             raise ValueError(f"target_in must hold at least one step (BOS), got shape {tuple(target_in.shape)}")
@@ -434,9 +490,16 @@ class TransformerSeq2Seq(nn.Module):
             raise ValueError(
                 f"source and target_in must share the batch size, got {memory.shape[0]} and {target_in.shape[0]}"
             )
-        x = self._embed("target_in", self.target_embedding, target_in)
-        mask = causal_mask(target_in.shape[1], device=target_in.device)  # (T, T)
-        x, self_w, cross_w = self.decoder(x, memory, mask=mask, memory_mask=memory_mask, need_weights=need_weights)
+        if cache is None:
+            x = self._embed("target_in", self.target_embedding, target_in)
+            mask = causal_mask(target_in.shape[1], device=target_in.device)  # (T, T)
+        else:
+            # the new tokens come after the cached ones; the cached self-attention applies the causal mask itself
+            x = self._embed("target_in", self.target_embedding, target_in, offset=cache.length)
+            mask = None
+        x, self_w, cross_w = self.decoder(
+            x, memory, mask=mask, memory_mask=memory_mask, need_weights=need_weights, cache=cache
+        )
         return self.generator(x), self_w, cross_w
 
     def forward(
@@ -452,12 +515,14 @@ class TransformerSeq2Seq(nn.Module):
 
     @torch.no_grad()
     def greedy_decode(
-        self, source: Tensor, lengths: Tensor, max_len: int, need_weights: bool = False
+        self, source: Tensor, lengths: Tensor, max_len: int, need_weights: bool = False, use_cache: bool = True
     ) -> tuple[Tensor, dict[str, list[Tensor]] | None]:
         """Emit the most likely token at each step, starting from BOS, until every sequence has emitted EOS.
 
-        The source is encoded once; the decoder re-reads the whole prefix at every step (chapter 8 shows how a
-        KV cache avoids that). Returns ``(tokens (B, T), maps or None)`` with ``T <= max_len``: each row holds
+        The source is encoded once. With ``use_cache`` (the default) each step feeds the decoder the newest token
+        alone and keeps every layer's keys and values in an :class:`attnlib.efficient.KVCache`; without it, the
+        decoder re-reads the whole prefix at every step. Both give the same tokens (chapter 8 measures the
+        difference in time). Returns ``(tokens (B, T), maps or None)`` with ``T <= max_len``: each row holds
         its tokens up to and including EOS, then PAD. With ``need_weights``, ``maps`` holds the attention
         weights of a final pass over the emitted tokens: thanks to the causal mask, row ``t`` of each map is what
         the decoder used when it emitted token ``t``.
@@ -469,8 +534,10 @@ class TransformerSeq2Seq(nn.Module):
         batch = source.shape[0]
         prefix = torch.full((batch, 1), BOS, dtype=torch.long, device=source.device)
         done = torch.zeros(batch, dtype=torch.bool, device=source.device)
+        cache = KVCache(len(self.decoder.layers), max_len) if use_cache else None
         for _ in range(max_len):
-            logits, _, _ = self.decode(prefix, memory, memory_mask)
+            # with the cache, the newest token alone (BOS at the first step); without it, the whole prefix
+            logits, _, _ = self.decode(prefix[:, -1:] if use_cache else prefix, memory, memory_mask, cache=cache)
             token = logits[:, -1].argmax(dim=-1).masked_fill(done, PAD)  # (B,)
             prefix = torch.cat([prefix, token[:, None]], dim=1)
             done = done | (token == EOS)

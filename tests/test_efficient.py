@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attnlib.efficient import chunked_attention
+from attnlib.efficient import ATTENTION_METHODS, attention_peak_memory, attention_seconds, chunked_attention
 from attnlib.functional import causal_mask, padding_mask, scaled_dot_product_attention
 
 
@@ -124,3 +124,40 @@ def test_mismatched_shapes_are_reported():
         chunked_attention(q, k[..., :3], v)
     with pytest.raises(ValueError, match="same length"):
         chunked_attention(q, k, v[:4])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The three methods chapter 8 and the benchmark compare, and how they are measured
+
+
+def test_the_three_methods_compute_the_same_attention():
+    q, k, v = _qkv((2, 3), 300, 300, 16, 16, seed=4, dtype=torch.float32)
+    expected = torch.softmax(q @ k.transpose(-2, -1) / 4.0, dim=-1) @ v  # by hand, d = 16
+    assert set(ATTENTION_METHODS) == {"plain", "chunked", "fused"}
+    for name, method in ATTENTION_METHODS.items():
+        torch.testing.assert_close(method(q, k, v), expected, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_attention_seconds_times_one_call_and_checks_its_arguments():
+    seconds = attention_seconds("chunked", 64, repeats=1)
+    assert isinstance(seconds, float) and 0 < seconds < 10
+    with pytest.raises(ValueError, match="method"):
+        attention_seconds("flash", 64)
+    with pytest.raises(ValueError, match="length"):
+        attention_seconds("plain", 0)
+    with pytest.raises(TypeError, match="heads"):
+        attention_seconds("plain", 8, heads=2.0)
+
+
+def test_attention_peak_memory_sees_the_weight_matrix_and_its_absence():
+    # plain attention at L = 1024 with 4 heads builds (4, 1024, 1024) float32 matrices of 16 MiB each; chunked
+    # attention one (4, 1024, 128) block of 2 MiB at a time. Measured in fresh processes (a few seconds).
+    matrix = 4 * 1024 * 1024 * 4
+    plain = attention_peak_memory("plain", 1024)
+    chunked = attention_peak_memory("chunked", 1024)
+    assert matrix <= plain < 4 * matrix, (plain, matrix)
+    assert chunked < plain / 2, (chunked, plain)
+    with pytest.raises(ValueError, match="method"):
+        attention_peak_memory("naive", 8)
+    with pytest.raises(ValueError, match="batch"):
+        attention_peak_memory("plain", 8, batch=0)

@@ -6,18 +6,40 @@ r"""Attention that never stores the whole :math:`L_q \times L_k` weight matrix (
   its extra memory grows like ``Lq * chunk_size`` instead of ``Lq * Lk``.
 - :class:`KVCache`: the keys and values a decoder has already computed, kept so that each step of autoregressive
   decoding processes only the new token (used by :meth:`attnlib.transformer.TransformerSeq2Seq.greedy_decode`).
+- :data:`ATTENTION_METHODS`, :func:`attention_seconds` and :func:`attention_peak_memory`: the three ways of
+  computing attention that chapter 8 and ``benchmarks/bench.py`` compare, and how their time and memory are measured.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from attnlib.functional import _check_int, _check_length, _check_mask, _check_qkv, _check_scale
+from attnlib.functional import (
+    _check_int,
+    _check_length,
+    _check_mask,
+    _check_qkv,
+    _check_scale,
+    scaled_dot_product_attention,
+)
+from attnlib.utils import median_seconds
 
-__all__ = ["KVCache", "LayerKVCache", "chunked_attention"]
+__all__ = [
+    "ATTENTION_METHODS",
+    "KVCache",
+    "LayerKVCache",
+    "attention_peak_memory",
+    "attention_seconds",
+    "chunked_attention",
+]
 
 
 def chunked_attention(
@@ -86,7 +108,8 @@ def chunked_attention(
         weights = scores.sub_(shift).exp_()  # (..., Lq, c): unnormalised, blocked keys give exactly 0
         rescale = torch.exp(running_max - shift)  # e^{m - m'}; 0 while nothing has been seen
         running_sum = running_sum * rescale + weights.sum(dim=-1, keepdim=True)
-        output = output * rescale + weights @ value[..., start:stop, :]
+        # weights @ V_b is a fresh tensor that autograd does not need again, so the rescaled sum goes into it
+        output = (weights @ value[..., start:stop, :]).add_(output * rescale)
         running_max = new_max
     empty = running_sum == 0  # rows that could attend to nothing: zero output, not 0/0
     return torch.where(empty, torch.zeros_like(output), output / torch.where(empty, 1.0, running_sum))
@@ -100,6 +123,9 @@ class LayerKVCache:
     filled in place, so decoding ``max_len`` tokens allocates them once instead of growing them at every step.
     The memory's keys and values are projected on the first call to :meth:`memory_kv` and reused afterwards:
     the memory does not change while decoding.
+
+    A cache is for decoding, under ``torch.no_grad()``: writing into its buffers in place would break the
+    gradients of earlier steps, so :meth:`append` refuses tensors that require gradients.
     """
 
     def __init__(self, max_len: int) -> None:
@@ -108,6 +134,7 @@ class LayerKVCache:
         self.keys: Tensor | None = None  # (B, H, max_len, head_dim)
         self.values: Tensor | None = None
         self.memory: tuple[Tensor, Tensor] | None = None  # (B, H, S, head_dim) twice
+        self._memory_source: Tensor | None = None  # the memory they were projected from
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store the keys and values ``k``, ``v`` (B, H, n, head_dim) of ``n`` new positions; return the keys and
@@ -117,37 +144,61 @@ class LayerKVCache:
         ------
         TypeError, ValueError
             If ``k`` or ``v`` is not a 4-D tensor, they differ in shape, they do not match what is cached (batch,
-            heads, features), or the new positions do not fit in ``max_len``.
+            heads, features, dtype, device), or the new positions do not fit in ``max_len``. Nothing is stored
+            then.
+        RuntimeError
+            If ``k`` or ``v`` requires gradients (decode under ``torch.no_grad()``).
         """
         for name, x in (("k", k), ("v", v)):
             if not isinstance(x, Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
             if x.dim() != 4:
                 raise ValueError(f"{name} must have shape (B, H, n, head_dim), got shape {tuple(x.shape)}")
-        if k.shape != v.shape:
-            raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
-        b, h, n, d = k.shape
-        if self.keys is None:
-            self.keys = k.new_empty(b, h, self.max_len, d)
-            self.values = v.new_empty(b, h, self.max_len, d)
-        elif (b, h, d) != (self.keys.shape[0], self.keys.shape[1], self.keys.shape[3]):
+            if x.requires_grad:
+                raise RuntimeError(
+                    f"{name} requires gradients, but a KV cache is for decoding: it writes into its buffers in place, "
+                    "which would break the gradients of earlier steps; decode under torch.no_grad()"
+                )
+        if k.shape != v.shape or k.dtype != v.dtype or k.device != v.device:
             raise ValueError(
-                f"k has shape {tuple(k.shape)} but the cache holds (B, H, ·, head_dim) = "
-                f"{(self.keys.shape[0], self.keys.shape[1], '·', self.keys.shape[3])}"
+                f"k and v must have the same shape, dtype and device, got {tuple(k.shape)} {k.dtype} {k.device} "
+                f"and {tuple(v.shape)} {v.dtype} {v.device}"
             )
+        b, h, n, d = k.shape
         if self.length + n > self.max_len:
             raise ValueError(
                 f"the cache holds {self.length} of at most max_len={self.max_len} positions; {n} more do not fit"
             )
+        if self.keys is None:
+            self.keys = k.new_empty(b, h, self.max_len, d)
+            self.values = v.new_empty(b, h, self.max_len, d)
+        else:
+            held = (self.keys.shape[0], self.keys.shape[1], self.keys.shape[3], self.keys.dtype, self.keys.device)
+            if (b, h, d, k.dtype, k.device) != held:
+                raise ValueError(
+                    f"k has shape {tuple(k.shape)}, dtype {k.dtype} on {k.device}, but the cache holds B={held[0]}, "
+                    f"H={held[1]}, head_dim={held[2]} in {held[3]} on {held[4]}"
+                )
         self.keys[:, :, self.length : self.length + n] = k
         self.values[:, :, self.length : self.length + n] = v
         self.length += n
         return self.keys[:, :, : self.length], self.values[:, :, : self.length]
 
-    def memory_kv(self, project: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-        """The cross-attention keys and values of the memory: ``project()`` the first time, the stored pair after."""
+    def memory_kv(self, memory: Tensor, project: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        """The cross-attention keys and values of ``memory``: ``project()`` the first time, the stored pair after.
+
+        Raises
+        ------
+        ValueError
+            If ``memory`` is not the tensor the stored pair was projected from (a new source needs a new cache).
+        """
         if self.memory is None:
-            self.memory = project()
+            self.memory, self._memory_source = project(), memory
+        elif memory is not self._memory_source:
+            raise ValueError(
+                "memory is not the tensor this cache projected its keys and values from; start a new KVCache for "
+                "a new source"
+            )
         return self.memory
 
     def __repr__(self) -> str:
@@ -189,3 +240,139 @@ class KVCache:
 
     def __repr__(self) -> str:
         return f"KVCache(num_layers={len(self.layers)}, length={self.length}, max_len={self.layers[0].max_len})"
+
+
+ATTENTION_METHODS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    # builds the whole (..., L, L) weight matrix, as chapters 1-7 do when they draw it
+    "plain": lambda q, k, v: scaled_dot_product_attention(q, k, v, need_weights=True)[0],
+    # the online softmax over blocks of 128 keys: one (..., L, 128) block at a time
+    "chunked": lambda q, k, v: chunked_attention(q, k, v, chunk_size=128),
+    # torch's fused kernel (FlashAttention or memory-efficient attention on a GPU, a fused CPU kernel otherwise)
+    "fused": F.scaled_dot_product_attention,
+}
+"""Three ways to compute the same attention, by name: what :func:`attention_seconds` and
+:func:`attention_peak_memory` measure."""
+
+
+def _check_method(method: object) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    if method not in ATTENTION_METHODS:
+        raise ValueError(f"method must be one of {sorted(ATTENTION_METHODS)}, got {method!r}")
+    return ATTENTION_METHODS[method]
+
+
+def _attention_inputs(length: int, batch: int, heads: int, head_dim: int, device: torch.device, seed: int = 0):
+    """Seeded random queries, keys and values of shape (batch, heads, length, head_dim), float32, on ``device``."""
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(batch, heads, length, head_dim, generator=g).to(device) for _ in range(3))
+    return q, k, v
+
+
+def attention_seconds(
+    method: str,
+    length: int,
+    batch: int = 1,
+    heads: int = 4,
+    head_dim: int = 64,
+    repeats: int = 3,
+    device: torch.device | str | None = None,
+) -> float:
+    """The median time, in seconds, of one forward pass of ``ATTENTION_METHODS[method]`` over random inputs of
+    shape (batch, heads, length, head_dim), on ``device`` (default: the CPU), after one warm-up call.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is not a key of :data:`ATTENTION_METHODS` or a size is not a positive int.
+    """
+    fn = _check_method(method)
+    sizes = [_check_length(n, x) for n, x in (("length", length), ("batch", batch), ("heads", heads))]
+    device = torch.device("cpu" if device is None else device)
+    q, k, v = _attention_inputs(*sizes, _check_length("head_dim", head_dim), device)
+    with torch.no_grad():
+        return median_seconds(lambda: fn(q, k, v), repeats=repeats, warmup=1, device=device)
+
+
+def attention_peak_memory(
+    method: str,
+    length: int,
+    batch: int = 1,
+    heads: int = 4,
+    head_dim: int = 64,
+    device: torch.device | str | None = None,
+) -> int:
+    """The peak extra memory, in bytes, of one forward pass of ``ATTENTION_METHODS[method]``, measured in a
+    fresh Python process so that nothing allocated before (by this process, or by an earlier measurement) hides
+    or inflates it. The inputs of shape (batch, heads, length, head_dim), float32, are made before the
+    measurement starts and are not counted.
+
+    On a GPU the count is torch's own (``torch.cuda.max_memory_allocated``). On the CPU it is the growth of the
+    process's resident memory: on Linux, the peak resident size (``VmHWM``, reset just before the call) less the
+    resident size before it; elsewhere the growth of the maximum resident size, a slight underestimate. Either
+    way it counts what was really allocated, so it includes the allocator's rounding (a few pages). The process
+    is started with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed, so that freed blocks go back to the system at once
+    and the resident size follows the memory in use (other C libraries ignore the setting).
+
+    Raises
+    ------
+    ValueError
+        If ``method`` or a size is invalid.
+    RuntimeError
+        If the measuring process fails.
+    """
+    _check_method(method)
+    sizes = [_check_length(n, x) for n, x in (("length", length), ("batch", batch), ("heads", heads))]
+    head_dim = _check_length("head_dim", head_dim)
+    device = torch.device("cpu" if device is None else device)
+    args = json.dumps([method, *sizes, head_dim, str(device)])
+    code = f"import attnlib.efficient as e; e._measure_peak_memory(*__import__('json').loads({args!r}))"
+    # glibc's malloc keeps freed blocks of up to 32 MiB for reuse, which makes resident memory a noisy measure of
+    # what is live; a fixed threshold hands every block above 128 KiB straight back to the system when freed.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring {method} attention at length {length} failed:\n{done.stderr[-2000:]}")
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def _resident_bytes() -> tuple[int, int] | None:
+    """(current, peak) resident memory of this process on Linux, or None where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _max_rss_bytes() -> int:
+    import resource  # not on Windows, where this measurement is not available
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def _measure_peak_memory(method: str, length: int, batch: int, heads: int, head_dim: int, device: str) -> None:
+    """Run in the fresh process by :func:`attention_peak_memory`: print the peak extra bytes of one call."""
+    fn, device = ATTENTION_METHODS[method], torch.device(device)
+    with torch.no_grad():
+        small = _attention_inputs(8, 1, 1, head_dim, device)
+        fn(*small)  # load kernels and set up thread pools before measuring, so that they are not counted
+        q, k, v = _attention_inputs(length, batch, heads, head_dim, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+            fn(q, k, v)
+            torch.cuda.synchronize(device)
+            print(torch.cuda.max_memory_allocated(device) - before)
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets the peak resident size (VmHWM) to the current one (Linux)
+        except OSError:
+            pass
+        resident = _resident_bytes()
+        before = resident[0] if resident else _max_rss_bytes()
+        fn(q, k, v)
+        resident = _resident_bytes()
+        print(max(0, (resident[1] if resident else _max_rss_bytes()) - before))

@@ -294,7 +294,7 @@ class TransformerDecoderLayer(_Layer):
                 2,
                 lambda h: self.multihead_attn.attend(
                     h,
-                    *cache.memory_kv(lambda: self.multihead_attn.project_kv(memory, memory)),
+                    *cache.memory_kv(memory, lambda: self.multihead_attn.project_kv(memory, memory)),
                     mask=memory_mask,
                     need_weights=need_weights,
                 ),

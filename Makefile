@@ -27,7 +27,7 @@ help:
 	@echo "make lint      ruff over the package, the tests, the scripts and the notebooks"
 	@echo "make unit      pytest over tests/ only"
 	@echo "make nbval     nbval (strict) over notebooks/ only"
-	@echo "make bench     time attnlib's layers against PyTorch's, side by side (prints, never fails)"
+	@echo "make bench     time and memory of attention, attnlib against torch and against itself (prints tables)"
 	@echo "make clean     remove _build and the test caches"
 
 $(STAMP): requirements.txt pyproject.toml

@@ -149,7 +149,7 @@ def kv_cache(device: torch.device, repeats: int, tokens: int = 128) -> bool:
         model = TransformerSeq2Seq(32, 32, dropout=0.0, norm_first=norm_first, max_len=tokens + 32).to(device).eval()
         with torch.no_grad():
             model.generator.bias[EOS] = -1e4  # never stop early: every run writes the same number of tokens
-        for batch in (1, 16):
+        for batch in (1, 64):
             g = torch.Generator().manual_seed(1)
             source = torch.randint(3, 32, (batch, 30), generator=g).to(device)
             lengths = torch.full((batch,), 30, device=device)

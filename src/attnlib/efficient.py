@@ -3,7 +3,9 @@ r"""Attention that never stores the whole :math:`L_q \times L_k` weight matrix (
 - :func:`chunked_attention`: exact attention computed over blocks of keys with the *online softmax* (a running
   maximum and a running sum, Milakov and Gimelshein, 2018), the idea behind FlashAttention (Dao et al., 2022).
   It gives the same result as :func:`attnlib.functional.scaled_dot_product_attention` to float tolerance, while
-  its extra memory grows like ``Lq * chunk_size`` instead of ``Lq * Lk``.
+  its extra memory in a forward pass grows like ``Lq * (chunk_size + dv)`` instead of ``Lq * Lk``. (Under
+  autograd every block's weights are kept for the backward pass, which adds up to ``Lq * Lk`` again; FlashAttention
+  avoids that by recomputing them in its backward pass.)
 - :class:`KVCache`: the keys and values a decoder has already computed, kept so that each step of autoregressive
   decoding processes only the new token (used by :meth:`attnlib.transformer.TransformerSeq2Seq.greedy_decode`).
 - :data:`ATTENTION_METHODS`, :func:`attention_seconds` and :func:`attention_peak_memory`: the three ways of
@@ -60,7 +62,11 @@ def chunked_attention(
     .. math:: \ell \leftarrow e^{m - m'} \ell + \textstyle\sum_j e^{S_{bj} - m'}, \qquad
               o \leftarrow e^{m - m'} o + e^{S_b - m'} V_b, \qquad \text{output} = o / \ell .
 
-    The full weight matrix is never built; only one (..., Lq, chunk_size) block at a time.
+    The full weight matrix is never built; only one (..., Lq, chunk_size) block at a time, so a forward pass needs
+    extra memory of about ``Lq * (2 * chunk_size + 3 * dv)`` numbers per batch entry and head. The result is
+    differentiable, but autograd keeps every block's weights for the backward pass, which adds up to the whole
+    ``Lq x Lk`` matrix again: the saving is for inference (``torch.no_grad()``). FlashAttention saves memory in
+    training too by recomputing each block in its backward pass.
 
     Parameters
     ----------
@@ -247,7 +253,8 @@ ATTENTION_METHODS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     "plain": lambda q, k, v: scaled_dot_product_attention(q, k, v, need_weights=True)[0],
     # the online softmax over blocks of 128 keys: one (..., L, 128) block at a time
     "chunked": lambda q, k, v: chunked_attention(q, k, v, chunk_size=128),
-    # torch's fused kernel (FlashAttention or memory-efficient attention on a GPU, a fused CPU kernel otherwise)
+    # torch's fused kernels: on a GPU FlashAttention for float16/bfloat16 without a mask, otherwise memory-efficient
+    # attention (float32, as here, or with a mask); on the CPU a FlashAttention-style kernel of its own
     "fused": F.scaled_dot_product_attention,
 }
 """Three ways to compute the same attention, by name: what :func:`attention_seconds` and
@@ -305,12 +312,14 @@ def attention_peak_memory(
     or inflates it. The inputs of shape (batch, heads, length, head_dim), float32, are made before the
     measurement starts and are not counted.
 
-    On a GPU the count is torch's own (``torch.cuda.max_memory_allocated``). On the CPU it is the growth of the
-    process's resident memory: on Linux, the peak resident size (``VmHWM``, reset just before the call) less the
-    resident size before it; elsewhere the growth of the maximum resident size, a slight underestimate. Either
-    way it counts what was really allocated, so it includes the allocator's rounding (a few pages). The process
-    is started with glibc's ``MALLOC_MMAP_THRESHOLD_`` fixed, so that freed blocks go back to the system at once
-    and the resident size follows the memory in use (other C libraries ignore the setting).
+    The call is made twice and the second one measured, so that loading kernels and starting thread pools is not
+    counted. On a GPU the count is torch's own (``torch.cuda.max_memory_allocated``: bytes allocated). On the CPU
+    it is the growth of the process's resident memory (pages touched): on Linux, the peak resident size
+    (``VmHWM``, reset just before the call) less the resident size before it; elsewhere only how far the call
+    pushes the process's lifetime peak, a lower bound that can be 0. The process is started with glibc's
+    ``MALLOC_MMAP_THRESHOLD_`` fixed, so that freed blocks go back to the system at once and the resident size
+    follows the memory in use (other C libraries ignore the setting). CPU and GPU figures are close but not
+    strictly comparable. The measurement runs without gradients (see :func:`chunked_attention` on autograd).
 
     Raises
     ------
@@ -352,12 +361,14 @@ def _max_rss_bytes() -> int:
 
 
 def _measure_peak_memory(method: str, length: int, batch: int, heads: int, head_dim: int, device: str) -> None:
-    """Run in the fresh process by :func:`attention_peak_memory`: print the peak extra bytes of one call."""
+    """Run in the fresh process by :func:`attention_peak_memory`: print the peak extra bytes of one call.
+
+    A first, unmeasured call at full size loads the kernels, starts the thread pools and fills the allocator's
+    caches; only the second call is measured."""
     fn, device = ATTENTION_METHODS[method], torch.device(device)
     with torch.no_grad():
-        small = _attention_inputs(8, 1, 1, head_dim, device)
-        fn(*small)  # load kernels and set up thread pools before measuring, so that they are not counted
         q, k, v = _attention_inputs(length, batch, heads, head_dim, device)
+        fn(q, k, v)  # the warm-up; its result is dropped at once
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -366,13 +377,21 @@ def _measure_peak_memory(method: str, length: int, batch: int, heads: int, head_
             torch.cuda.synchronize(device)
             print(torch.cuda.max_memory_allocated(device) - before)
             return
+        if _resident_bytes() is None:  # no /proc: the growth of the lifetime peak, a lower bound
+            before = _max_rss_bytes()
+            fn(q, k, v)
+            print(max(0, _max_rss_bytes() - before))
+            return
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # resets the peak resident size (VmHWM) to the current one (Linux)
         except OSError:
             pass
-        resident = _resident_bytes()
-        before = resident[0] if resident else _max_rss_bytes()
+        before, peak = _resident_bytes()
+        if peak > before + 2**20:
+            raise RuntimeError(
+                "could not reset the peak resident size through /proc/self/clear_refs, so the measurement would "
+                "include earlier peaks"
+            )
         fn(q, k, v)
-        resident = _resident_bytes()
-        print(max(0, (resident[1] if resident else _max_rss_bytes()) - before))
+        print(max(0, _resident_bytes()[1] - before))

@@ -447,8 +447,8 @@ class TransformerSeq2Seq(nn.Module):
     def _embed(self, name: str, embedding: nn.Embedding, tokens: Tensor, offset: int = 0) -> Tensor:
         if offset + tokens.shape[1] > self.max_len:
             raise ValueError(
-                f"{name} may reach at most position max_len={self.max_len} (the model's positional table), "
-                f"got {tokens.shape[1]} tokens from position {offset}"
+                f"{name} does not fit in the model's positional table of max_len={self.max_len}: got "
+                f"{tokens.shape[1]} tokens from position {offset}"
             )
         return self.positional(embedding(tokens) * math.sqrt(self.d_model), offset=offset)
 

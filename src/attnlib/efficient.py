@@ -261,10 +261,12 @@ ATTENTION_METHODS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
 :func:`attention_peak_memory` measure."""
 
 
-def _check_method(method: object) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+def _check_workload(method: object, length: object, batch: object, heads: object, head_dim: object):
+    """The method's function and the sizes (length, batch, heads, head_dim) as checked ints."""
     if method not in ATTENTION_METHODS:
         raise ValueError(f"method must be one of {sorted(ATTENTION_METHODS)}, got {method!r}")
-    return ATTENTION_METHODS[method]
+    named = (("length", length), ("batch", batch), ("heads", heads), ("head_dim", head_dim))
+    return ATTENTION_METHODS[method], [_check_length(name, n) for name, n in named]
 
 
 def _attention_inputs(length: int, batch: int, heads: int, head_dim: int, device: torch.device, seed: int = 0):
@@ -291,10 +293,9 @@ def attention_seconds(
     ValueError
         If ``method`` is not a key of :data:`ATTENTION_METHODS` or a size is not a positive int.
     """
-    fn = _check_method(method)
-    sizes = [_check_length(n, x) for n, x in (("length", length), ("batch", batch), ("heads", heads))]
+    fn, sizes = _check_workload(method, length, batch, heads, head_dim)
     device = torch.device("cpu" if device is None else device)
-    q, k, v = _attention_inputs(*sizes, _check_length("head_dim", head_dim), device)
+    q, k, v = _attention_inputs(*sizes, device)
     with torch.no_grad():
         return median_seconds(lambda: fn(q, k, v), repeats=repeats, warmup=1, device=device)
 
@@ -328,11 +329,9 @@ def attention_peak_memory(
     RuntimeError
         If the measuring process fails.
     """
-    _check_method(method)
-    sizes = [_check_length(n, x) for n, x in (("length", length), ("batch", batch), ("heads", heads))]
-    head_dim = _check_length("head_dim", head_dim)
+    _, sizes = _check_workload(method, length, batch, heads, head_dim)
     device = torch.device("cpu" if device is None else device)
-    args = json.dumps([method, *sizes, head_dim, str(device)])
+    args = json.dumps([method, *sizes, str(device)])
     code = f"import attnlib.efficient as e; e._measure_peak_memory(*__import__('json').loads({args!r}))"
     # glibc's malloc keeps freed blocks of up to 32 MiB for reuse, which makes resident memory a noisy measure of
     # what is live; a fixed threshold hands every block above 128 KiB straight back to the system when freed.

@@ -3,9 +3,9 @@
 One module per idea, in the order the chapters meet them:
 
 - :mod:`attnlib.functional`: the math (masked softmax, scaled dot-product attention, masks).
-- :mod:`attnlib.attention`: attention layers as ``nn.Module`` s that hold parameters.
+- :mod:`attnlib.attention`: attention layers, torch modules (``nn.Module``) that hold parameters.
 - :mod:`attnlib.positional`: position information (sinusoidal and learned).
-- :mod:`attnlib.models`: the small models chapters 2, 3 and 5 train for their experiments.
+- :mod:`attnlib.models`: the small models chapters 2, 3, 5, 6 and 7 train for their experiments.
 - :mod:`attnlib.seq2seq`: RNN encoder-decoders with and without attention (chapter 4).
 - :mod:`attnlib.transformer`: the Transformer's layers, stacks and an encoder-decoder model (chapter 6).
 - :mod:`attnlib.vit`: patches, the Vision Transformer and attention rollout (chapter 7).

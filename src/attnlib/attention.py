@@ -1,4 +1,4 @@
-"""Attention layers as ``nn.Module`` s: they hold the parameters, :mod:`attnlib.functional` does the math."""
+"""Attention layers as torch modules: they hold the parameters, :mod:`attnlib.functional` does the math."""
 
 from __future__ import annotations
 

@@ -283,7 +283,10 @@ DATE_FORMATS: dict[str, Callable[[_dt.date], str]] = {
     "TUESDAY 3 MARCH 1998": lambda d: f"{_WEEKDAYS[d.weekday()]} {d.day} {_MONTHS[d.month - 1]} {d.year}".upper(),
     "1998 Mar 03": lambda d: f"{d.year} {_MONTHS[d.month - 1][:3]} {d.day:02d}",
 }
-"""The human-readable formats, each named by how it writes Tuesday 3 March 1998."""
+"""The human-readable formats, each named by how it writes Tuesday 3 March 1998.
+
+:meta hide-value:
+"""
 
 
 def format_date(day: _dt.date, fmt: str) -> str:

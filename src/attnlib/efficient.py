@@ -257,8 +257,12 @@ ATTENTION_METHODS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     # attention (float32, as here, or with a mask); on the CPU a FlashAttention-style kernel of its own
     "fused": F.scaled_dot_product_attention,
 }
-"""Three ways to compute the same attention, by name: what :func:`attention_seconds` and
-:func:`attention_peak_memory` measure."""
+"""Three ways to compute the same attention, by name, as :func:`attention_seconds` and
+:func:`attention_peak_memory` measure them: ``"plain"`` builds the whole weight matrix, ``"chunked"`` is
+:func:`chunked_attention` over blocks of 128 keys, ``"fused"`` is torch's ``scaled_dot_product_attention``.
+
+:meta hide-value:
+"""
 
 
 def _check_workload(method: object, length: object, batch: object, heads: object, head_dim: object):

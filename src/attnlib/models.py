@@ -1,4 +1,4 @@
-"""Small models that chapters 2, 3 and 5 train for their experiments, built from attnlib's layers.
+"""Small models that chapters 2, 3, 5, 6 and 7 train for their experiments, built from attnlib's layers.
 
 - :class:`KeyValueRecall`: one query attends over (key, value) pairs; the normaliser is a choice (E3).
 - :class:`SelfAttentionTagger`: one self-attention layer that labels every position; position information,
@@ -54,6 +54,7 @@ class KeyValueRecall(nn.Module):
 
     @property
     def normalizer(self) -> str:
+        """How scores become weights, one of :data:`attnlib.functional.NORMALIZERS` (read only)."""
         return self.attention.normalizer
 
     def forward(self, keys: Tensor, values: Tensor, query: Tensor) -> tuple[Tensor, Tensor]:

@@ -38,10 +38,6 @@ class Encoder(nn.Module):
     ----------
     vocab_size, embed_dim, hidden_dim : int
         Source vocabulary, embedding width, GRU width per direction.
-
-    ``forward(source (B, S), lengths (B,))`` returns ``(outputs (B, S, 2*hidden_dim), final (B, 2*hidden_dim))``:
-    ``outputs[:, j]`` is ``h_j``, the forward and backward states at position ``j`` side by side (zero on padding);
-    ``final`` joins the forward GRU's last state and the backward GRU's first, a summary of the whole source.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int) -> None:
@@ -52,6 +48,12 @@ class Encoder(nn.Module):
         self.output_dim = 2 * hidden_dim
 
     def forward(self, source: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``source`` (B, S) token ids, ``lengths`` (B,) -> ``(outputs (B, S, 2*hidden_dim), final (B, 2*hidden_dim))``.
+
+        ``outputs[:, j]`` is ``h_j``, the forward and backward states at position ``j`` side by side (zero on
+        padding); ``final`` joins the forward GRU's last state and the backward GRU's first, a summary of the whole
+        source. Raises ``TypeError``/``ValueError`` for ids outside the vocabulary or lengths outside [1, S].
+        """
         _check_token_ids("source", source, 2, self.vocab_size)
         if not isinstance(lengths, Tensor) or lengths.shape != source.shape[:1]:
             raise ValueError(f"lengths must be a tensor of shape ({source.shape[0]},), got {lengths!r:.60}")
@@ -119,7 +121,7 @@ class BahdanauDecoder(_Decoder):
     .. math:: e_{tj} = w^\top \tanh(W s_{t-1} + U h_j), \quad a_t = \mathrm{softmax}(e_t), \quad
               c_t = \sum_j a_{tj} h_j, \quad s_t = \mathrm{GRU}([y_{t-1}; c_t], s_{t-1})
 
-    and the output layer reads ``[s_t; c_t; y_{t-1}]``. The score is :class:`attnlib.AdditiveAttention`.
+    and the output layer reads ``[s_t; c_t; y_{t-1}]``. The score is :class:`attnlib.attention.AdditiveAttention`.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, memory_dim: int, attn_dim: int) -> None:
@@ -169,9 +171,8 @@ class LuongDecoder(_Decoder):
 class Seq2Seq(nn.Module):
     """An :class:`Encoder` and a decoder.
 
-    ``forward(source, lengths, target_in)`` runs the decoder with teacher forcing (it reads the true previous
-    token) and returns ``(logits (B, T, V), weights (B, T, S) or None)``; train it with cross-entropy against
-    ``target_out``, ignoring PAD. :meth:`greedy_decode` is what the model does at test time.
+    :meth:`forward` runs the decoder with teacher forcing (it reads the true previous token); train it with
+    cross-entropy against ``target_out``, ignoring PAD. :meth:`greedy_decode` is what the model does at test time.
     """
 
     def __init__(self, encoder: Encoder, decoder: _Decoder) -> None:
@@ -184,6 +185,13 @@ class Seq2Seq(nn.Module):
         return memory, padding_mask(lengths.to(source.device), source.shape[1]), summary
 
     def forward(self, source: Tensor, lengths: Tensor, target_in: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Decode with teacher forcing: ``source`` (B, S), ``lengths`` (B,), ``target_in`` (B, T) (BOS, then the
+        target) -> ``(logits (B, T, V), weights (B, T, S) or None)``.
+
+        At each step the decoder reads the true previous token from ``target_in``; ``weights`` is None for a
+        decoder without attention. Raises ``TypeError``/``ValueError`` for ids outside the vocabularies, an empty
+        ``target_in`` or batch sizes that differ.
+        """
         _check_token_ids("source", source, 2, self.encoder.vocab_size)
         _check_token_ids("target_in", target_in, 2, self.decoder.vocab_size)
         if target_in.shape[1] == 0:

@@ -31,7 +31,7 @@ class History:
         Mean training loss of each epoch.
     step_loss : list of float
         The training loss of every optimizer step, for curves finer than an epoch.
-    metrics : dict of str to list of float
+    metrics : dict[str, list[float]]
         Each metric returned by ``evaluate``, once per epoch.
     seconds : float
         Wall time of the whole run, evaluation included.
@@ -222,7 +222,9 @@ def accuracy(logits: Tensor, target: Tensor, ignore_index: int | None = None) ->
 
     Returns
     -------
-    float in [0, 1]; NaN is never returned: no counted position raises instead.
+    float
+        The accuracy, in [0, 1]. It is never NaN: when no position is counted, a ``ValueError`` is raised
+        instead.
 
     Raises
     ------

@@ -338,11 +338,9 @@ class _Stack(nn.Module):
 
 
 class TransformerEncoder(_Stack):
-    """``num_layers`` :class:`TransformerEncoderLayer` s in a row; pre-LN stacks end with a LayerNorm.
+    """``num_layers`` encoder layers (:class:`TransformerEncoderLayer`) in a row; pre-LN stacks end with a LayerNorm.
 
-    Parameters: ``(num_layers, d_model, nhead, dim_feedforward=2048, dropout=0.1, norm_first=False,
-    activation="relu")``. ``forward(x, mask=None, need_weights=False)`` returns ``(output, weights)``, where
-    ``weights`` is a list of each layer's (B, H, L, L) attention weights, or None.
+    The parameters after ``num_layers`` are those of :class:`TransformerEncoderLayer`, the same for every layer.
     """
 
     layer_class = TransformerEncoderLayer
@@ -350,6 +348,9 @@ class TransformerEncoder(_Stack):
     def forward(
         self, x: Tensor, mask: Tensor | None = None, need_weights: bool = False
     ) -> tuple[Tensor, list[Tensor] | None]:
+        """``x`` (B, L, d_model) -> ``(output (B, L, d_model), weights)``, ``weights`` a list of each layer's
+        (B, H, L, L) attention weights when ``need_weights``, else None. ``mask`` goes to every layer, as in
+        :meth:`TransformerEncoderLayer.forward`."""
         weights = []
         for layer in self.layers:
             x, w = layer(x, mask=mask, need_weights=need_weights)
@@ -358,12 +359,9 @@ class TransformerEncoder(_Stack):
 
 
 class TransformerDecoder(_Stack):
-    """``num_layers`` :class:`TransformerDecoderLayer` s in a row; pre-LN stacks end with a LayerNorm.
+    """``num_layers`` decoder layers (:class:`TransformerDecoderLayer`) in a row; pre-LN stacks end with a LayerNorm.
 
-    Parameters as :class:`TransformerEncoder`. ``forward(x, memory, mask=None, memory_mask=None,
-    need_weights=False, cache=None)`` returns ``(output, self_weights, cross_weights)``, the weights as lists over
-    the layers, or None. With a ``cache`` (:class:`attnlib.efficient.KVCache` with one entry per layer), ``x``
-    holds only the new positions, as in :meth:`TransformerDecoderLayer.forward`.
+    The parameters after ``num_layers`` are those of :class:`TransformerDecoderLayer`, the same for every layer.
     """
 
     layer_class = TransformerDecoderLayer
@@ -377,6 +375,13 @@ class TransformerDecoder(_Stack):
         need_weights: bool = False,
         cache: KVCache | None = None,
     ) -> tuple[Tensor, list[Tensor] | None, list[Tensor] | None]:
+        """``x`` (B, T, d_model), ``memory`` (B, S, d_model) -> ``(output (B, T, d_model), self_weights,
+        cross_weights)``, the weights as lists over the layers when ``need_weights``, else None.
+
+        The masks go to every layer, as in :meth:`TransformerDecoderLayer.forward`. With a ``cache``
+        (:class:`attnlib.efficient.KVCache` with one entry per layer), ``x`` holds only the new positions, as in
+        :meth:`TransformerDecoderLayer.forward`.
+        """
         if cache is not None:
             if not isinstance(cache, KVCache):
                 raise TypeError(f"cache must be an attnlib.efficient.KVCache, got {type(cache).__name__}")

@@ -17,6 +17,7 @@ import torch
 __all__ = ["get_device", "set_seed", "rounded", "median_seconds", "DEVICE_ENV_VAR"]
 
 DEVICE_ENV_VAR = "ATTNLIB_DEVICE"
+"""The environment variable that overrides the device :func:`get_device` picks."""
 
 
 def get_device() -> torch.device:

@@ -88,6 +88,9 @@ class PatchEmbedding(nn.Module):
         self.proj = nn.Linear(self.in_channels * self.patch_size**2, _check_length("d_model", d_model))
 
     def forward(self, images: Tensor) -> Tensor:
+        """``images`` (B, in_channels, H, W) -> (B, N, d_model), one row per patch in reading order (see
+        :func:`patchify`). Raises ``TypeError`` if ``images`` is not a floating-point tensor, ``ValueError`` if it
+        is not 4-D, H or W is not divisible by the patch size, or the channels differ."""
         _check_images(images, self.patch_size)
         if images.shape[1] != self.in_channels:
             raise ValueError(f"images must have {self.in_channels} channel(s), got shape {tuple(images.shape)}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import json
 import re
 import sys
@@ -159,3 +161,236 @@ def test_every_citation_is_in_the_bibliography(notebook):
     cited = {k.strip() for group in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", prose) for k in group.split(",")}
     assert cited, f"{path.name} cites nothing"
     assert cited <= keys, f"{path.name} cites keys missing from references.bib: {sorted(cited - keys)}"
+
+
+# Accessibility: alt text, heading order, colour maps that survive greyscale, and links to the API reference.
+
+IMAGE_TYPES = ("image/png", "image/svg+xml")
+
+
+def _has_image(cell: dict) -> bool:
+    return any(t in out.get("data", {}) for out in cell.get("outputs", []) for t in IMAGE_TYPES)
+
+
+def test_every_figure_has_alt_text(notebook):
+    # myst-nb reads cell.metadata.mystnb.image.alt into the <img alt="..."> of the site; without it the alt is the
+    # figure's file name, which tells a screen reader nothing.
+    path, nb = notebook
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code" or not _has_image(cell):
+            continue
+        alt = cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")
+        assert isinstance(alt, str) and len(alt.strip()) >= 20, f"{path.name}: cell {i} draws a figure without alt text"
+        assert not re.search(r"\.(png|svg|jpe?g)\b|_images/", alt), (
+            f"{path.name}: cell {i}: the alt text is a file name"
+        )
+        assert alt.strip().endswith("."), f"{path.name}: cell {i}: the alt text should be a sentence"
+
+
+def _markdown_lines(text: str):
+    """The lines of a markdown text outside fenced code blocks (where a # is a comment, not a heading)."""
+    fence = None
+    for line in text.splitlines():
+        match = re.match(r"\s*(`{3,}|~{3,})", line)
+        if match and (fence is None or match.group(1).startswith(fence)):
+            fence = match.group(1) if fence is None else None
+            continue
+        if fence is None:
+            yield line
+
+
+def _heading_levels(text: str) -> list[int]:
+    return [len(m.group(1)) for line in _markdown_lines(text) if (m := re.match(r"(#{1,6})\s", line))]
+
+
+def _check_heading_order(name: str, levels: list[int]) -> None:
+    assert levels[:1] == [1], f"{name}: the first heading must be the one '#' title"
+    assert levels.count(1) == 1, f"{name}: more than one '#' title"
+    for above, below in zip(levels, levels[1:], strict=False):
+        assert below <= above + 1, f"{name}: a heading skips from level {above} to level {below}"
+
+
+def test_headings_start_with_the_title_and_never_skip_a_level(notebook):
+    path, nb = notebook
+    prose = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    _check_heading_order(path.name, _heading_levels(prose))
+
+
+@pytest.mark.parametrize("page", sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.name)
+def test_book_page_headings_never_skip_a_level(page):
+    _check_heading_order(page.name, _heading_levels(page.read_text(encoding="utf-8")))
+
+
+def test_heading_check_catches_a_skip():
+    with pytest.raises(AssertionError, match="skips"):
+        _check_heading_order("planted", _heading_levels("# Title\n\n## Part\n\n#### Too deep\n"))
+    _check_heading_order("fenced", _heading_levels("# Title\n\n```python\n### a comment, not a heading\n```\n"))
+
+
+# Colour maps whose lightness rises monotonically, so that they still read in greyscale. A diverging map such as
+# RdBu or coolwarm is not allowed: both of its ends turn dark. Signed data uses one of these with a symmetric
+# vmin=-m, vmax=m, so that dark is negative and light positive, and the colour bar shows the sign.
+GREYSCALE_SAFE_CMAPS = {"viridis", "cividis", "magma", "inferno", "plasma", "Greys", "gray", "gray_r", "Blues"}
+
+
+def _cmaps(source: str) -> list[str]:
+    # cmap="name", cmap: str = "name", or a dict entry "cmap": "name"
+    return re.findall(r"""cmap["']?\s*(?::\s*str\s*)?[=:]\s*["']([\w.]+)["']""", source)
+
+
+def test_colour_maps_read_in_greyscale(notebook):
+    path, nb = notebook
+    for i, cell in enumerate(nb["cells"]):
+        source = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
+        bad = set(_cmaps(source)) - GREYSCALE_SAFE_CMAPS
+        assert not bad, f"{path.name}: cell {i} uses {sorted(bad)}, which does not read in greyscale"
+        assert "set_cmap" not in source and "image.cmap" not in source, f"{path.name}: cell {i} sets a default"
+
+
+def test_attnlib_plot_defaults_read_in_greyscale():
+    source = (ROOT / "src" / "attnlib" / "plot.py").read_text(encoding="utf-8")
+    found = _cmaps(source)
+    assert found, "attnlib/plot.py names no default colour map"
+    assert set(found) <= GREYSCALE_SAFE_CMAPS, f"attnlib/plot.py defaults to {found}"
+    assert _cmaps('imshow(x, cmap="RdBu_r", vmin=-1)') == ["RdBu_r"] and _cmaps("cmap: str = 'viridis',") == ["viridis"]
+    assert _cmaps('imshow(x, cmap=cmap, aspect="auto")') == []
+
+
+# Links to the API reference (book/api.md documents attnlib with autodoc). A link is written
+# [`MultiHeadAttention`](#attnlib.attention.MultiHeadAttention): MyST resolves "#target" to the Python object, the
+# build (-W -n) fails on a target that does not exist, and on GitHub or in Colab it still reads as the name.
+# Each chapter links every attnlib class and every main function below that its code uses or its prose names in
+# code font, at the first mention, and before the first code cell that uses it (imports aside).
+LINKED_FUNCTIONS = {
+    "set_seed",
+    "get_device",
+    "scaled_dot_product_attention",
+    "masked_softmax",
+    "causal_mask",
+    "padding_mask",
+    "gaussian_kernel_attention",
+    "sinusoidal_encoding",
+    "make_seq2seq",
+    "fit",
+    "patchify",
+    "attention_rollout",
+    "chunked_attention",
+}
+API_LINK = re.compile(r"\[`[^`\n]+`\]\(#(attnlib\.[\w.]+)\)")
+
+
+def _api_objects() -> dict[str, str]:
+    """{name: target} for every public class of attnlib and the functions in LINKED_FUNCTIONS."""
+    objects = {}
+    for module_name in attnlib.__all__:
+        module = getattr(attnlib, module_name)
+        if not isinstance(module, types.ModuleType):
+            continue
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if getattr(obj, "__module__", None) != module.__name__:
+                continue  # data (tables, constants) and names imported from elsewhere
+            if inspect.isclass(obj) or (inspect.isfunction(obj) and name in LINKED_FUNCTIONS):
+                objects[name] = f"{obj.__module__}.{obj.__qualname__}"
+    return objects
+
+
+def _first_code_uses(nb: dict, objects: dict[str, str]) -> dict[str, int]:
+    """{target: index of the first cell that uses it}, counting names imported from attnlib and attnlib.x.Name."""
+    targets = set(objects.values())
+    imported: dict[str, str] = {}  # local name -> target
+    first: dict[str, int] = {}
+    for i, cell in enumerate(nb["cells"]):
+        source = "".join(cell["source"])
+        if cell["cell_type"] != "code" or not source.strip():
+            continue
+        tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "attnlib":
+                for alias in node.names:
+                    obj = getattr(importlib.import_module(node.module), alias.name)
+                    target = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+                    if target in targets:
+                        imported[alias.asname or alias.name] = target
+        for node in ast.walk(tree):
+            target = None
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                target = imported.get(node.id)
+            elif isinstance(node, ast.Attribute) and ast.unparse(node).startswith("attnlib."):
+                obj = attnlib
+                for part in ast.unparse(node).split(".")[1:]:
+                    obj = getattr(obj, part, None)
+                target = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+            if target in targets:
+                first.setdefault(target, i)
+    return first
+
+
+def _markdown_mentions(nb: dict, objects: dict[str, str]) -> dict[str, list[tuple[int, str | None]]]:
+    """{name: [(cell index, link target or None), ...]} for each code-font mention in the prose, in order."""
+    mentions: dict[str, list[tuple[int, str | None]]] = {}
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        text = "\n".join(_markdown_lines("".join(cell["source"])))
+        links = {m.start(): m.group(1) for m in API_LINK.finditer(text)}
+        for span in re.finditer(r"`[^`\n]+`", text):
+            for name in objects:
+                # `fit`, `attnlib.fit`, `attnlib.training.fit(...)`; not torch's `F.scaled_dot_product_attention`
+                if re.search(rf"(?<![\w.])(attnlib\.(\w+\.)?)?{name}\b", span.group(0)):
+                    mentions.setdefault(name, []).append((i, links.get(span.start() - 1)))
+    return mentions
+
+
+def test_api_links_point_to_public_attnlib_objects(notebook):
+    path, nb = notebook
+    prose = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    for target in API_LINK.findall(prose):
+        module_name, _, name = target.rpartition(".")
+        module = importlib.import_module(module_name)
+        assert name in module.__all__, f"{path.name} links {target}, which is not public in {module_name}"
+        obj = getattr(module, name)
+        assert f"{obj.__module__}.{obj.__qualname__}" == target, f"{path.name}: {target} is documented elsewhere"
+    assert not re.search(r"\]\(#attnlib\.[^)]*\s", prose), f"{path.name}: an API link with a space in its target"
+
+
+def test_chapters_link_the_attnlib_names_they_use_at_first_mention(notebook):
+    path, nb = notebook
+    objects = _api_objects()
+    uses = _first_code_uses(nb, objects)
+    mentions = _markdown_mentions(nb, objects)
+    names = {name for name, target in objects.items() if target in uses} | set(mentions)
+    assert names, f"{path.name} uses no attnlib class"
+    for name in sorted(names):
+        target = objects[name]
+        seen = mentions.get(name, [])
+        assert seen, f"{path.name} uses {name} (code cell {uses[target]}) but never links it: [`{name}`](#{target})"
+        first_cell, first_link = seen[0]
+        assert first_link == target, (
+            f"{path.name}: the first mention of {name} (cell {first_cell}) must be a link to #{target}"
+        )
+        if target in uses:
+            assert first_cell < uses[target], (
+                f"{path.name}: {name} is used in cell {uses[target]} before its first link (cell {first_cell})"
+            )
+
+
+def test_link_check_catches_an_unlinked_first_mention():
+    nb = {
+        "cells": [
+            {
+                "cell_type": "markdown",
+                "source": [
+                    "Chapter 5's `MultiHeadAttention`, then a link: "
+                    "[`MultiHeadAttention`](#attnlib.attention.MultiHeadAttention)."
+                ],
+            },
+            {"cell_type": "code", "source": ["from attnlib import MultiHeadAttention\n", "MultiHeadAttention(8, 2)"]},
+        ]
+    }
+    objects = _api_objects()
+    assert _first_code_uses(nb, objects) == {"attnlib.attention.MultiHeadAttention": 1}
+    assert [t for _, t in _markdown_mentions(nb, objects)["MultiHeadAttention"]] == [
+        None,
+        "attnlib.attention.MultiHeadAttention",
+    ]

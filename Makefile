@@ -17,16 +17,20 @@ JB_BUILD := $(PY) -c "import sys; from jupyter_book.cli.main import main; sys.ex
 NBVAL := $(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider notebooks
 
-.PHONY: help book test lint unit nbval execute test-gpu bench clean
+# The browser check of the built site (tests/site). `make test SITE_CHECK=skip` leaves it out and says so loudly.
+SITE_CHECK ?= run
+
+.PHONY: help book test lint unit nbval site-check execute test-gpu bench clean
 
 help:
 	@echo "make book      build the site into _build/html (creates .venv on first use)"
-	@echo "make test      ruff, pytest over tests/, nbval (strict) over notebooks/, then the book build"
+	@echo "make test      ruff, unit tests, nbval (strict) over notebooks/, the book build, then the site in a browser"
 	@echo "make execute   re-run every notebook top to bottom on the CPU to refresh its stored outputs"
 	@echo "make test-gpu  the notebook suite with ATTNLIB_DEVICE=cuda (fails at once without CUDA)"
 	@echo "make lint      ruff over the package, the tests, the scripts and the notebooks"
-	@echo "make unit      pytest over tests/ only"
+	@echo "make unit      pytest over tests/ (all but the browser check)"
 	@echo "make nbval     nbval (strict) over notebooks/ only"
+	@echo "make site-check open the built site in headless Chromium and check every page (screenshots in _build/screenshots)"
 	@echo "make bench     time and memory of attention, attnlib against torch and against itself (prints tables)"
 	@echo "make clean     remove _build and the test caches"
 
@@ -45,13 +49,23 @@ lint: $(BOOTSTRAP)
 	$(PY) -m ruff check .
 
 unit: $(BOOTSTRAP)
-	$(PY) -m pytest -p no:cacheprovider tests
+	$(PY) -m pytest -p no:cacheprovider tests --ignore=tests/site
 
 nbval: $(BOOTSTRAP)
 	$(NBVAL)
 
+site-check: $(BOOTSTRAP)
+ifeq ($(SITE_CHECK),skip)
+	@echo "=================================================================================================="
+	@echo " THE BROWSER CHECK WAS SKIPPED (SITE_CHECK=skip): the site was built but no page was opened."
+	@echo "=================================================================================================="
+else
+	$(PY) -m pytest -p no:cacheprovider tests/site
+endif
+
 test: lint unit nbval
 	$(JB_BUILD)
+	$(MAKE) --no-print-directory site-check
 
 execute: $(BOOTSTRAP)
 	ATTNLIB_DEVICE=cpu $(PY) scripts/execute_notebooks.py notebooks/*.ipynb

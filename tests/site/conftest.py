@@ -1,0 +1,105 @@
+"""Fixtures for the browser check of the built site (``make site-check``, the last step of ``make test``).
+
+The site in ``_build/html`` is served on 127.0.0.1 and opened in headless Chromium, driven by Playwright with the
+system's browser (Playwright never downloads one). Every request that leaves 127.0.0.1 is refused and recorded, so
+the pages are checked as a reader without a network would see them.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+from sitecheck import BROWSER_ARGS, BROWSER_NAMES, NO_BROWSER, SCREENSHOTS, SITE, find_browser
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # one line per request would drown pytest's report
+        pass
+
+
+@pytest.fixture(scope="session")
+def site_url():
+    """The built site, served on an unused port of 127.0.0.1 for the whole session."""
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"no built site at {SITE}: run `make book` first", pytrace=False)
+    handler = functools.partial(_QuietHandler, directory=str(SITE))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = find_browser()
+    if executable is None:
+        pytest.fail(NO_BROWSER.format(names=", ".join(BROWSER_NAMES)), pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=BROWSER_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+class PageVisit:
+    """One page opened in a fresh browser context, with what went wrong on the way recorded."""
+
+    def __init__(self, browser, site_url: str, path: str):
+        self.url = f"{site_url}/{path}"
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+        self.context.route("**/*", self._only_local)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        self.page.on("console", self._console)
+
+    def _only_local(self, route) -> None:
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "data:", "blob:", "about:")):
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text}")
+
+    def open(self):
+        self.page.goto(self.url, wait_until="load")
+        # MathJax typesets after load; its startup promise settles when the page's math is done.
+        self.page.wait_for_function("() => !window.MathJax || (MathJax.startup && MathJax.startup.promise)")
+        self.page.evaluate("() => window.MathJax && MathJax.startup.promise")
+        return self.page
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser, site_url):
+    visits: list[PageVisit] = []
+
+    def _open(path: str) -> PageVisit:
+        v = PageVisit(browser, site_url, path)
+        visits.append(v)
+        v.open()
+        return v
+
+    yield _open
+    for v in visits:
+        v.close()

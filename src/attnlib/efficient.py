@@ -34,13 +34,14 @@ from attnlib.functional import (
 )
 from attnlib.utils import median_seconds
 
+# In the order of the source, which is the order the API reference shows them in.
 __all__ = [
-    "ATTENTION_METHODS",
-    "KVCache",
-    "LayerKVCache",
-    "attention_peak_memory",
-    "attention_seconds",
     "chunked_attention",
+    "LayerKVCache",
+    "KVCache",
+    "ATTENTION_METHODS",
+    "attention_seconds",
+    "attention_peak_memory",
 ]
 
 

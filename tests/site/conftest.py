@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def site_url():
 def browser():
     executable = find_browser()
     if executable is None:
-        pytest.fail(NO_BROWSER.format(names=", ".join(BROWSER_NAMES)), pytrace=False)
+        looked_for = f"$CHROMIUM={os.environ['CHROMIUM']}" if os.environ.get("CHROMIUM") else ", ".join(BROWSER_NAMES)
+        pytest.fail(NO_BROWSER.format(names=looked_for), pytrace=False)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

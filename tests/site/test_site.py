@@ -39,7 +39,7 @@ def _page_id(path: str) -> str:
 
 
 def test_the_table_of_contents_has_every_chapter():
-    assert len(CHAPTERS) == len(list((ROOT / "notebooks").glob("*.ipynb"))) == 8
+    assert len(CHAPTERS) == len(list((ROOT / "notebooks").glob("*.ipynb"))) >= 8
     assert all((SITE / f"{page}.html").is_file() for page in PAGES), "build the site first: make book"
 
 
@@ -85,7 +85,7 @@ def test_page_is_clean_complete_and_accessible(page, visit, screenshots):
 def test_math_is_typeset_offline(page, visit):
     v = visit(f"{page}.html")
     p = v.page
-    assert p.evaluate("() => window.MathJax && MathJax.version") , f"MathJax did not load on {page}"
+    assert p.evaluate("() => window.MathJax && MathJax.version"), f"MathJax did not load on {page}"
     assert p.locator("script[src*='_static/mathjax/']").count() == 1, "MathJax must come from inside the site"
     n_math = p.locator("article .math").count()
     n_typeset = p.locator("article .math mjx-container").count()

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from seq2seq_inputs import random_source, random_target_in
 from torch import nn
 
 from attnlib.data import CharVocab
@@ -415,19 +416,8 @@ def _model(norm_first: bool = True, layers: int = 2, seed: int = 0) -> Transform
     return model.double().eval()
 
 
-def _source(lengths, seed=0, width=None):
-    g = torch.Generator().manual_seed(seed)
-    width = max(lengths) if width is None else width
-    source = torch.randint(3, SRC_V, (len(lengths), width), generator=g)
-    lens = torch.tensor(lengths)
-    source[torch.arange(width)[None, :] >= lens[:, None]] = PAD
-    return source, lens
-
-
-def _target_in(batch, steps, seed=1):
-    target_in = torch.randint(3, TGT_V, (batch, steps), generator=torch.Generator().manual_seed(seed))
-    target_in[:, 0] = BOS
-    return target_in
+_source = functools.partial(random_source, vocab_size=SRC_V)
+_target_in = functools.partial(random_target_in, vocab_size=TGT_V)
 
 
 @settings(max_examples=30)

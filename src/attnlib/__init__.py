@@ -13,10 +13,24 @@ One module per idea, in the order the chapters meet them:
 - :mod:`attnlib.data`: data generated from a seed, and minibatches.
 - :mod:`attnlib.training`: the one training loop (``fit``), with a progress bar and a returned history.
 - :mod:`attnlib.plot`: figures the chapters share (attention heatmaps).
+- :mod:`attnlib.diagrams`: the schematic diagrams of the mechanisms, drawn by code.
 - :mod:`attnlib.utils`: the device and the random seed, set in one place, and ``rounded`` for printing.
 """
 
-from attnlib import attention, data, efficient, functional, models, plot, positional, training, transformer, utils, vit
+from attnlib import (
+    attention,
+    data,
+    diagrams,
+    efficient,
+    functional,
+    models,
+    plot,
+    positional,
+    training,
+    transformer,
+    utils,
+    vit,
+)
 from attnlib.attention import AdditiveAttention, DotProductAttention, MultiHeadAttention, SingleHeadAttention
 from attnlib.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 from attnlib.utils import get_device, rounded, set_seed
@@ -26,6 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "attention",
     "data",
+    "diagrams",
     "efficient",
     "functional",
     "models",

@@ -1,0 +1,613 @@
+"""Schematic diagrams of the mechanisms the chapters teach, drawn by code so that anyone can change them.
+
+Each public function draws one diagram and returns a :class:`Diagram`: a picture that Jupyter shows as a PNG
+(stored in the notebook, so the built site, Colab and GitHub's notebook view all show it), with the alt text that a
+screen reader says for it. The chapters call them from cells whose input the site hides, and copy the alt text
+into the cell's metadata, where Jupyter Book reads it (a test keeps the two equal).
+
+The rules every diagram follows (tests/test_diagrams.py checks them):
+
+- The PNG has :data:`DPI` pixels per inch and is shown at half its pixel width, so it stays crisp on a high-DPI
+  screen; a diagram is at most :data:`MAX_WIDTH_IN` inches wide, so the site's text column never shrinks it.
+- No text is smaller than :data:`MIN_FONT_PT` points: shown at 100 CSS pixels per inch, that is at least the size
+  of the body text beside it. No two labels overlap, none leaves the canvas, none spills out of its box.
+- Colour is never the only cue: queries, keys and values have light fills of their own and also a hatch of their
+  own (none, ``///`` and dots), and every box carries a text label in black.
+- The same call draws the same bytes on every run.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.path import Path
+from matplotlib.text import Text
+
+__all__ = [
+    "Diagram",
+    "DPI",
+    "MIN_FONT_PT",
+    "MAX_WIDTH_IN",
+    "LAYOUT_WIDTH",
+    "DIAGRAMS",
+    "three_steps",
+    "attention_layer",
+    "sdpa_shapes",
+    "self_attention_steps",
+    "qkv_sources",
+    "context_vectors",
+    "bahdanau_luong_step",
+]
+
+DPI = 200
+"""Pixels per inch of the stored PNG. It is shown at half that (100 CSS pixels per inch), so a 2x screen gets
+every pixel it can show."""
+
+MIN_FONT_PT = 12.0
+"""The smallest text in any diagram, in points. Shown at 100 CSS pixels per inch, 12 pt is 16.7 CSS pixels, at
+least the size of the site's body text."""
+
+MAX_WIDTH_IN = 6.8
+"""The widest diagram, in inches. That is 680 CSS pixels, no wider than the text column of the site on a laptop
+screen (688 CSS pixels in a window 1280 pixels wide), so the site shows it at full size."""
+
+LAYOUT_WIDTH = 7.2
+"""The width of the grid the diagrams are laid out on. It is drawn :data:`MAX_WIDTH_IN` inches wide, so a unit of
+the grid is 0.94 inch across and 1 inch up; text keeps its size in points."""
+
+# Fills of the roles, with a hatch each, so that they differ in greyscale too.
+ROLES = {
+    "query": {"facecolor": "#cfe2f3", "hatch": None},
+    "key": {"facecolor": "#fce5cd", "hatch": "///"},
+    "value": {"facecolor": "#d9ead3", "hatch": ".."},
+    "input": {"facecolor": "#eeeeee", "hatch": None},
+    "plain": {"facecolor": "white", "hatch": None},
+}
+INK = "#222222"
+FONT = 12.0  # labels
+SMALL = MIN_FONT_PT  # the smallest allowed, for sub-labels
+TITLE = 14.0
+
+
+@dataclass(frozen=True)
+class Diagram:
+    """A drawn diagram: a PNG shown at half its pixel width, its alt text, and every label it carries.
+
+    Attributes
+    ----------
+    name : str
+        The function that drew it, e.g. ``"three_steps"``.
+    title : str
+        The title drawn at its top.
+    alt : str
+        What a screen reader says for it; it begins with "Diagram:".
+    png : bytes
+        The image, :data:`DPI` pixels per inch.
+    width_px, height_px : int
+        The PNG's size in pixels.
+    labels : tuple of str
+        Every text drawn in it, in drawing order (mathtext as written, e.g. ``"$q \\cdot k_i$"``).
+    font_sizes : tuple of float
+        The size in points of each label, in the same order.
+    overlaps : tuple of (str, str)
+        Pairs of labels whose boxes overlap, and labels that leave the canvas (paired with ``"<edge>"``); empty
+        for a good drawing.
+    """
+
+    name: str
+    title: str
+    alt: str
+    png: bytes = field(repr=False)
+    width_px: int
+    height_px: int
+    labels: tuple[str, ...] = field(repr=False)
+    font_sizes: tuple[float, ...] = field(repr=False)
+    overlaps: tuple[tuple[str, str], ...] = field(repr=False)
+
+    @property
+    def display_width(self) -> int:
+        """The width it is shown at in CSS pixels, half its pixel width."""
+        return self.width_px // 2
+
+    def _repr_png_(self) -> tuple[bytes, dict]:
+        return self.png, {"width": self.display_width}
+
+    def __repr__(self) -> str:
+        return f"Diagram: {self.title}"
+
+    def text(self) -> str:
+        """All its labels in one string, for searching (``"softmax" in d.text()``)."""
+        return "\n".join(self.labels)
+
+
+# Drawing helpers. Every diagram is drawn on one axes that fills the figure, in inches from the bottom left.
+
+
+def _canvas(width: float, height: float, title: str) -> tuple[Figure, Axes]:
+    """A figure ``width`` grid units wide (at most :data:`LAYOUT_WIDTH`) and ``height`` inches tall."""
+    # A Figure of its own with the Agg canvas, never pyplot: nothing is shown twice in a notebook, and the
+    # backend the reader chose for their own plots is left alone.
+    if width > LAYOUT_WIDTH:
+        raise ValueError(f"a diagram may be at most {LAYOUT_WIDTH} units wide, got {width}")
+    fig = Figure(figsize=(width * MAX_WIDTH_IN / LAYOUT_WIDTH, height))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    ax.text(width / 2, height - 0.12, title, ha="center", va="top", fontsize=TITLE, fontweight="bold", color=INK)
+    return fig, ax
+
+
+def _label(ax, x, y, text, size=FONT, ha="center", va="center", **kwargs):
+    return ax.text(x, y, text, ha=ha, va=va, fontsize=size, color=INK, **kwargs)
+
+
+def _cells(ax, x, y, rows, cols, role, cell=0.2, shades=None):
+    """A grid of rows x cols cells with its bottom left at (x, y); returns its (x0, y0, x1, y1).
+
+    ``shades``, one number in [0, 1] per row, darkens the cells of each row (a weight)."""
+    style = ROLES[role]
+    for r in range(rows):
+        for c in range(cols):
+            face = style["facecolor"]
+            if shades is not None:
+                level = 1.0 - 0.85 * shades[r]
+                face = (level, level, level)
+            ax.add_patch(
+                Rectangle(
+                    (x + c * cell, y + (rows - 1 - r) * cell), cell, cell, facecolor=face, edgecolor=INK,
+                    hatch=None if shades is not None else style["hatch"], linewidth=0.9,
+                )
+            )
+    return x, y, x + cols * cell, y + rows * cell
+
+
+def _box(ax, x, y, w, h, text, role="plain", size=FONT, rounded=True, bold_edge=False):
+    """A box centred on (x, y), w x h, with its text in the middle; returns its (x0, y0, x1, y1)."""
+    style = ROLES[role]
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.08" if rounded else "square,pad=0",
+            facecolor=style["facecolor"], edgecolor=INK, hatch=style["hatch"], linewidth=2.0 if bold_edge else 1.2,
+        )
+    )
+    _label(ax, x, y, text, size=size, bbox=None if style["hatch"] is None else _WHITE)
+    return x - w / 2, y - h / 2, x + w / 2, y + h / 2
+
+
+_WHITE = {"boxstyle": "square,pad=0.08", "facecolor": "white", "edgecolor": "none"}
+
+
+def _arrow(ax, points: Sequence[tuple[float, float]], dashed=False):
+    """An arrow along the polyline ``points``, its head at the last point."""
+    path = Path(points, [Path.MOVETO] + [Path.LINETO] * (len(points) - 1))
+    ax.add_patch(
+        FancyArrowPatch(
+            path=path, arrowstyle="-|>", mutation_scale=14, color=INK, linewidth=1.3,
+            linestyle=(0, (4, 3)) if dashed else "-", shrinkA=0, shrinkB=0,
+        )
+    )
+
+
+def _finish(fig: Figure, name: str, title: str, alt: str) -> Diagram:
+    if not alt.startswith("Diagram: ") or not alt.endswith("."):
+        raise ValueError(f"alt text must begin with 'Diagram: ' and end with a full stop, got {alt!r}")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.findobj(Text) if t.get_text().strip() and t.get_visible()]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    canvas = fig.bbox
+    # The cells of vectors and matrices (plain Rectangles), and the boxes with text inside (FancyBboxPatches).
+    patches = [p for ax in fig.axes for p in ax.patches]
+    cells = [p.get_window_extent(renderer) for p in patches if isinstance(p, Rectangle)]
+    frames = [p.get_window_extent(renderer) for p in patches if isinstance(p, FancyBboxPatch)]
+    overlaps = []
+    for i, (t, b) in enumerate(zip(texts, boxes, strict=True)):
+        if b.x0 < canvas.x0 - 1 or b.y0 < canvas.y0 - 1 or b.x1 > canvas.x1 + 1 or b.y1 > canvas.y1 + 1:
+            overlaps.append((t.get_text(), "<edge>"))
+        if any(b.overlaps(c) for c in cells):
+            overlaps.append((t.get_text(), "<cells>"))
+        centre = ((b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2)
+        for f in frames:
+            inside = f.contains(*centre)
+            margin = 6  # pixels of the PNG between the text and its frame
+            fits = f.x0 + margin <= b.x0 and b.x1 <= f.x1 - margin and f.y0 + margin <= b.y0 and b.y1 <= f.y1 - margin
+            if inside and not fits:
+                overlaps.append((t.get_text(), "<box edge>"))
+        for u, c in zip(texts[i + 1 :], boxes[i + 1 :], strict=True):
+            if b.overlaps(c):
+                overlaps.append((t.get_text(), u.get_text()))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    width_px, height_px = (round(v * DPI) for v in fig.get_size_inches())
+    return Diagram(
+        name=name, title=title, alt=alt, png=buffer.getvalue(), width_px=width_px, height_px=height_px,
+        labels=tuple(t.get_text() for t in texts), font_sizes=tuple(float(t.get_fontsize()) for t in texts),
+        overlaps=tuple(overlaps),
+    )
+
+
+# Chapter 1
+
+
+def three_steps() -> Diagram:
+    """Attention as data flow: query and keys -> scores -> softmax -> weights -> weighted sum of values -> output."""
+    title = "Attention in three steps"
+    fig, ax = _canvas(7.2, 3.7, title)
+    c = 0.2  # cell size
+    # The inputs, on the left: a query (3 numbers), four keys (4 x 3) and four values (4 x 2).
+    _cells(ax, 0.35, 2.75, 1, 3, "query", c)
+    _label(ax, 0.65, 3.13, "query $q$")
+    _cells(ax, 0.35, 1.55, 4, 3, "key", c)
+    _label(ax, 0.65, 2.53, "keys $k_i$")
+    _cells(ax, 0.45, 0.2, 4, 2, "value", c)
+    _label(ax, 0.65, 1.3, "values $v_i$")
+    # Step 1: one score per key.
+    y1 = 2.45
+    s1 = _box(ax, 2.15, y1, 1.35, 0.62, "1. score\n$s_i = q \\cdot k_i$")
+    _arrow(ax, [(0.98, 2.85), (1.25, 2.85), (1.25, y1 + 0.12), (s1[0], y1 + 0.12)])
+    _arrow(ax, [(0.98, 1.95), (1.25, 1.95), (1.25, y1 - 0.12), (s1[0], y1 - 0.12)])
+    _cells(ax, 3.1, y1 - 0.4, 4, 1, "input", c)
+    _label(ax, 3.2, y1 + 0.62, "scores $s_i$")
+    _arrow(ax, [(s1[2], y1), (3.08, y1)])
+    # Step 2: softmax turns the scores into weights that sum to one (shaded by size).
+    s2 = _box(ax, 4.15, y1, 1.15, 0.62, "2. softmax")
+    _arrow(ax, [(3.32, y1), (s2[0], y1)])
+    _cells(ax, 5.05, y1 - 0.4, 4, 1, "input", c, shades=[0.64, 0.09, 0.24, 0.03])
+    _label(ax, 5.4, y1 + 0.2, "weights $\\alpha_i$", ha="left")
+    _label(ax, 5.4, y1 - 0.2, "$\\alpha_i \\geq 0$, $\\sum_i \\alpha_i = 1$", size=SMALL, ha="left")
+    _arrow(ax, [(s2[2], y1), (5.03, y1)])
+    # Step 3: the weighted sum of the values.
+    s3 = _box(ax, 5.15, 0.6, 1.75, 0.8, "3. weighted sum\n$\\sum_i \\alpha_i v_i$")
+    _arrow(ax, [(5.15, y1 - 0.42), (5.15, s3[3])])
+    _arrow(ax, [(0.87, 0.6), (s3[0], 0.6)])
+    _cells(ax, 6.45, 0.5, 1, 2, "value", c)
+    _label(ax, 6.65, 1.0, "output")
+    _arrow(ax, [(s3[2], 0.6), (6.43, 0.6)])
+    alt = (
+        "Diagram: a query vector and four key vectors enter step 1, which computes one score per key as the dot "
+        "product of the query with that key; step 2, the softmax, turns the four scores into four weights that "
+        "are non-negative and sum to one; step 3 multiplies each of the four value vectors by its weight and adds "
+        "them up, giving the output vector."
+    )
+    return _finish(fig, "three_steps", title, alt)
+
+
+# Chapter 2
+
+
+def attention_layer() -> Diagram:
+    """The abstract attention layer of the notes: q, X, f_att, scores e, weights a, output y."""
+    title = "The attention layer, in the abstract"
+    fig, ax = _canvas(7.2, 3.9, title)
+    c = 0.2
+    y1 = 2.65
+    _cells(ax, 0.3, y1 - 0.1, 1, 3, "query", c)
+    _label(ax, 0.6, y1 + 0.33, "query $q$")
+    _label(ax, 0.6, y1 - 0.33, "size $D_Q$", size=SMALL)
+    _cells(ax, 0.3, 0.65, 4, 3, "input", c)
+    _label(ax, 0.6, 1.63, "inputs $X$")
+    _label(ax, 0.3, 0.42, "$N_X$ rows, size $D_X$", size=SMALL, ha="left")
+    f = _box(ax, 2.3, y1, 1.75, 0.66, "similarity $f_{att}$\n$e_i = f_{att}(q, X_i)$")
+    _arrow(ax, [(0.93, y1), (f[0], y1)])
+    _arrow(ax, [(0.93, 1.25), (1.2, 1.25), (1.2, y1 - 0.2), (f[0], y1 - 0.2)])
+    _cells(ax, 3.45, y1 - 0.4, 4, 1, "input", c)
+    _label(ax, 3.55, y1 + 0.62, "scores $e$")
+    _arrow(ax, [(f[2], y1), (3.43, y1)])
+    s = _box(ax, 4.45, y1, 1.1, 0.62, "softmax")
+    _arrow(ax, [(3.67, y1), (s[0], y1)])
+    _cells(ax, 5.3, y1 - 0.4, 4, 1, "input", c, shades=[0.24, 0.09, 0.64, 0.03])
+    _label(ax, 5.65, y1 + 0.12, "weights $a$", ha="left")
+    _label(ax, 5.65, y1 - 0.22, "sum to 1", size=SMALL, ha="left")
+    _arrow(ax, [(s[2], y1), (5.28, y1)])
+    w = _box(ax, 5.4, 0.95, 1.7, 0.62, "$y = \\sum_i a_i X_i$")
+    _arrow(ax, [(5.4, y1 - 0.42), (5.4, w[3])])
+    _arrow(ax, [(0.93, 0.95), (w[0], 0.95)], dashed=True)
+    _label(ax, 2.75, 1.2, "$X$ again: the same vectors are returned", size=SMALL)
+    _cells(ax, 6.45, 0.85, 1, 3, "input", c)
+    _label(ax, 6.75, 1.35, "output $y$")
+    _label(ax, 6.75, 0.55, "size $D_X$", size=SMALL)
+    _arrow(ax, [(w[2], 0.95), (6.43, 0.95)])
+    alt = (
+        "Diagram: the abstract attention layer. A query vector q of size D_Q and N_X input vectors X, each of "
+        "size D_X, enter a similarity function f_att, which gives one score e_i per input vector; a softmax turns "
+        "the scores into weights a that sum to one; the output y is the sum of the input vectors weighted by a. "
+        "A dashed arrow shows that X is used twice, once to be scored and once to be returned."
+    )
+    return _finish(fig, "attention_layer", title, alt)
+
+
+def _matrix(ax, x, y, rows, cols, role, name, row_label, col_label, c=0.17, batch=True):
+    """A matrix of rows x cols cells, its top left at (x, y), with its name below and its sizes on two sides.
+
+    With ``batch``, two shadow copies behind it stand for the other sequences of the batch. Returns its
+    (x0, y0, x1, y1)."""
+    w, h = cols * c, rows * c
+    if batch:
+        for k in (2, 1):
+            ax.add_patch(
+                Rectangle((x + 0.07 * k, y - h + 0.07 * k), w, h, facecolor="white", edgecolor="#777777",
+                          linewidth=0.8)
+            )
+    box = _cells(ax, x, y - h, rows, cols, role, c)
+    _label(ax, x - 0.08, y - h / 2, row_label, ha="right", size=SMALL)
+    _label(ax, x + w / 2, y + 0.14 + (0.14 if batch else 0.0), col_label, size=SMALL)
+    _label(ax, x + w / 2, y - h - 0.2, name)
+    return box
+
+
+def sdpa_shapes() -> Diagram:
+    """softmax(QK^T / sqrt(d_k)) V with every shape: (Lq x d_k)(d_k x Lk) -> (Lq x Lk) -> (Lq x d_v), and B."""
+    title = "Scaled dot-product attention, shape by shape"
+    fig, ax = _canvas(7.2, 4.5, title)
+    c = 0.17
+    top = 3.55  # the first row: scores
+    _matrix(ax, 0.55, top, 3, 4, "query", "$Q$", "$L_q$", "$d_k$", c)
+    _label(ax, 1.62, top - 0.26, "$\\times$", size=16)
+    k = _matrix(ax, 2.0, top, 4, 5, "key", "$K^\\top$", "$d_k$", "$L_k$", c)
+    _arrow(ax, [(k[2] + 0.22, top - 0.26), (3.8, top - 0.26)])
+    _label(ax, (k[2] + 4.02) / 2, top - 0.02, "$\\div\\sqrt{d_k}$")
+    _matrix(ax, 4.2, top, 3, 5, "input", "scores $S$", "$L_q$", "$L_k$", c)
+    _label(ax, 6.27, top - 0.1, "$S_{ij} = q_i \\cdot k_j / \\sqrt{d_k}$", size=SMALL)
+    _label(ax, 6.27, top - 0.45, "one score for each", size=SMALL)
+    _label(ax, 6.27, top - 0.75, "query and key", size=SMALL)
+    bottom = 1.75  # the second row: weights and output
+    _label(ax, 0.75, bottom - 0.1, "softmax of")
+    _label(ax, 0.75, bottom - 0.42, "each row of $S$")
+    _arrow(ax, [(0.45, bottom - 0.75), (1.5, bottom - 0.75)])
+    a = _matrix(ax, 2.0, bottom, 3, 5, "input", "weights $A$", "$L_q$", "$L_k$", c)
+    _label(ax, a[2] + 0.37, bottom - 0.26, "$\\times$", size=16)
+    v = _matrix(ax, 3.65, bottom, 5, 2, "value", "$V$", "$L_k$", "$d_v$", c)
+    _label(ax, v[2] + 0.38, bottom - 0.26, "=", size=16)
+    o = _matrix(ax, 4.85, bottom, 3, 2, "value", "output", "$L_q$", "$d_v$", c)
+    for i, line in enumerate(["each row of $A$", "sums to 1, so each", "output row is an", "average of $V$'s rows"]):
+        _label(ax, o[2] + 0.25, bottom - 0.05 - 0.3 * i, line, size=SMALL, ha="left")
+    _label(ax, 3.6, 0.22, "The shadows: a batch of $B$ sequences, so $Q$ is $B \\times L_q \\times d_k$, and so on.",
+           size=SMALL)
+    alt = (
+        "Diagram: the shapes of scaled dot-product attention. A query matrix Q with L_q rows and d_k columns "
+        "times the transposed key matrix, d_k rows by L_k columns, divided by the square root of d_k, gives the "
+        "L_q by L_k score matrix S. A softmax of each row gives the weight matrix A, also L_q by L_k, and A times "
+        "the value matrix V, L_k rows by d_v columns, gives the output, L_q rows by d_v columns. Shadow copies "
+        "behind every matrix stand for the batch dimension B in front of each shape."
+    )
+    return _finish(fig, "sdpa_shapes", title, alt)
+
+
+# Chapter 3
+
+
+def self_attention_steps() -> Diagram:
+    """Self-attention for "Thinking Machines": X -> W_Q, W_K, W_V -> q, k, v -> scores -> softmax -> z_1."""
+    title = 'Self-attention, step by step: the output $z_1$ for "Thinking"'
+    fig, ax = _canvas(7.2, 4.85, title)
+    c = 0.2
+    cols = {"1": 3.85, "2": 5.85}  # the centres of the two word columns
+    row = 0.4
+    y = 4.25
+    _label(ax, cols["1"], y, '"Thinking"', fontweight="bold")
+    _label(ax, cols["2"], y, '"Machines"', fontweight="bold")
+    steps = [
+        ("input", "input", "x", 4, ""),
+        ("query $q_i = x_i W_Q$", "query", "q", 3, ""),
+        ("key $k_i = x_i W_K$", "key", "k", 3, ""),
+        ("value $v_i = x_i W_V$", "value", "v", 3, ""),
+    ]
+    for text, role, name, n, _ in steps:
+        y -= row
+        _label(ax, 0.2, y, text, ha="left")
+        for i, x in cols.items():
+            _cells(ax, x - 0.15 - n * c / 2, y - c / 2, 1, n, role, c)
+            _label(ax, x - 0.15 + n * c / 2 + 0.1, y, f"${name}_{i}$", ha="left")
+    y -= row * 0.6
+    ax.plot([0.2, 7.0], [y, y], color="#888888", lw=1.0, ls=(0, (2, 2)))
+    _label(ax, 7.0, y - 0.17, 'from here on, for the query of "Thinking"', size=SMALL, ha="right", style="italic")
+    for text, cell in [
+        ("score", "$q_1 \\cdot k_@$"),
+        ("divide by $\\sqrt{d_k}$", "$q_1 \\cdot k_@ / \\sqrt{d_k}$"),
+        ("softmax over the row", "$a_{1@}$"),
+        ("weight the values", "$a_{1@}\\, v_@$"),
+    ]:
+        y -= row
+        _label(ax, 0.2, y - 0.05, text, ha="left")
+        for i, x in cols.items():
+            _label(ax, x, y - 0.05, cell.replace("@", i))
+    y -= row
+    _label(ax, 0.2, y - 0.1, "sum", ha="left")
+    _box(ax, (cols["1"] + cols["2"]) / 2, y - 0.1, 2.9, 0.36, "$z_1 = a_{11}\\, v_1 + a_{12}\\, v_2$", role="value",
+         bold_edge=True)
+    alt = (
+        'Diagram: self-attention for the two words "Thinking" and "Machines". Each word vector x_1, x_2 is '
+        "multiplied by three learned matrices W_Q, W_K and W_V, giving a query, a key and a value per word. "
+        'For "Thinking", its query q_1 is scored against both keys, k_1 (itself) and k_2, each dot product '
+        "divided by the square root of d_k; a softmax turns the two scores into weights a_11 and a_12, and the "
+        "output z_1 is a_11 times v_1 plus a_12 times v_2."
+    )
+    return _finish(fig, "self_attention_steps", title, alt)
+
+
+def qkv_sources() -> Diagram:
+    """Which sequence feeds Q, K and V: self-attention (all from X) against cross-attention (Q from Y)."""
+    title = "Where the queries, keys and values come from"
+    fig, ax = _canvas(7.2, 4.3, title)
+    c = 0.22
+    for x0, name in [(0.05, "self"), (3.6, "cross")]:
+        heading = "(a) self-attention" if name == "self" else "(b) cross-attention"
+        _label(ax, x0 + 1.78, 3.72, heading, fontweight="bold")
+        xq, xk, xv = x0 + 0.6, x0 + 1.78, x0 + 2.96
+        source = "X" if name == "self" else "Y"
+        for x, role, text in [(xq, "query", f"$Q = {source}W_Q$"), (xk, "key", "$K = XW_K$"),
+                              (xv, "value", "$V = XW_V$")]:
+            _box(ax, x, 1.75, 1.08, 0.42, text, role=role)
+        att = _box(ax, x0 + 1.78, 2.75, 3.15, 0.5, "attention: $\\mathrm{softmax}(QK^\\top/\\sqrt{d_k})\\,V$",
+                   size=SMALL)
+        for x in (xq, xk, xv):
+            _arrow(ax, [(x, 1.96), (x, att[1])])
+        if name == "self":
+            _cells(ax, x0 + 1.78 - 1.5 * c, 0.55, 1, 3, "input", c)
+            _label(ax, x0 + 1.78, 0.28, "one sequence $X$ ($L$ tokens)", size=SMALL)
+            for x in (xq, xk, xv):
+                _arrow(ax, [(x0 + 1.78, 0.79), (x0 + 1.78, 1.08), (x, 1.08), (x, 1.54)])
+            out = "output: $L$ rows, one per token"
+        else:
+            _cells(ax, xq - c, 0.55, 1, 2, "input", c)
+            _label(ax, xq, 0.28, "$Y$ (decoder)", size=SMALL)
+            _arrow(ax, [(xq, 0.79), (xq, 1.54)])
+            _cells(ax, (xk + xv) / 2 - 2 * c, 0.55, 1, 4, "input", c)
+            _label(ax, (xk + xv) / 2, 0.28, "$X$ (encoder)", size=SMALL)
+            for x in (xk, xv):
+                _arrow(ax, [((xk + xv) / 2, 0.79), ((xk + xv) / 2, 1.08), (x, 1.08), (x, 1.54)])
+            out = "output: one row per query (of $Y$)"
+        _arrow(ax, [(x0 + 1.78, att[3]), (x0 + 1.78, 3.22)])
+        _label(ax, x0 + 1.78, 3.38, out, size=SMALL)
+    ax.plot([3.6, 3.6], [0.2, 3.9], color="#888888", lw=1.0, ls=(0, (2, 2)))
+    alt = (
+        "Diagram: two panels. (a) Self-attention: one sequence X feeds all three projections, Q, K and V, which "
+        "enter the attention softmax(QK^T / sqrt(d_k)) V; the output has one row per token of X. (b) "
+        "Cross-attention: the queries Q come from one sequence, Y (the decoder), and the keys K and values V from "
+        "another, X (the encoder); the output has one row per query, that is per position of Y."
+    )
+    return _finish(fig, "qkv_sources", title, alt)
+
+
+# Chapter 4
+
+
+def context_vectors() -> Diagram:
+    """One context vector for every decoder step (no attention) against a context vector per step (Bahdanau)."""
+    title = "One context vector, or one per step"
+    fig, ax = _canvas(7.2, 5.4, title)
+    enc_x = [1.5 + 1.0 * j for j in range(5)]
+    dec_x = [1.9 + 1.2 * t for t in range(4)]
+    bw, bh = 0.62, 0.4
+
+    def encoder(y):
+        for j, x in enumerate(enc_x):
+            _box(ax, x, y, bw, bh, f"$h_{j + 1}$", role="key", rounded=False)
+            if j:
+                _arrow(ax, [(enc_x[j - 1] + bw / 2, y), (x - bw / 2, y)])
+        _label(ax, 0.15, y, "encoder", ha="left")
+
+    def decoder(y):
+        for t, x in enumerate(dec_x):
+            _box(ax, x, y, bw, bh, f"$s_{t + 1}$", role="query", rounded=False)
+            if t:
+                _arrow(ax, [(dec_x[t - 1] + bw / 2, y), (x - bw / 2, y)])
+        _label(ax, 0.15, y, "decoder", ha="left")
+
+    # (a) Without attention: the encoder's final state is the one context c that every step reads.
+    _label(ax, 0.15, 4.82, "(a) without attention: every step reads the same $c$", ha="left", fontweight="bold")
+    encoder(3.2)
+    c = _box(ax, 6.6, 3.2, 0.62, 0.45, "$c$", role="value", bold_edge=True)
+    _arrow(ax, [(enc_x[-1] + bw / 2, 3.2), (c[0], 3.2)])
+    decoder(4.3)
+    ax.plot([6.6, 6.6, dec_x[0]], [c[3], 3.72, 3.72], color=INK, lw=1.3)
+    for x in dec_x:
+        _arrow(ax, [(x, 3.72), (x, 4.3 - bh / 2)])
+    _label(ax, 6.5, 2.78, "final state", size=SMALL)
+    # (b) Bahdanau: at step t, a context c_t = sum_j a_tj h_j; the fan for step 3 is drawn, its width the weight.
+    _label(ax, 0.15, 2.42, "(b) attention: a context $c_t = \\sum_j a_{tj} h_j$ for each step $t$", ha="left",
+           fontweight="bold")
+    encoder(0.4)
+    decoder(1.95)
+    weights = [0.05, 0.1, 0.6, 0.2, 0.05]
+    for t, x in enumerate(dec_x):
+        box = _box(ax, x, 1.25, 0.5, 0.34, f"$c_{t + 1}$", role="value")
+        _arrow(ax, [(x, box[3]), (x, 1.95 - bh / 2)])
+        for j, xe in enumerate(enc_x):
+            w = weights[j] if t == 2 else 0.0
+            ax.plot([xe, x], [0.4 + bh / 2, box[1]], color=INK if t == 2 else "#aaaaaa",
+                    lw=0.6 + 6 * w, ls="-" if t == 2 else (0, (1, 2)), solid_capstyle="butt", zorder=0)
+    # The query of step 3 is the previous state s_2: it sets the weights.
+    _arrow(ax, [(dec_x[1] + bw / 2, 1.95 - bh / 2 + 0.05), (dec_x[2] - 0.25, 1.3)], dashed=True)
+    _label(ax, 6.55, 1.45, "widths: $a_{3j}$", size=SMALL)
+    _label(ax, 6.55, 1.1, "dashed: the", size=SMALL)
+    _label(ax, 6.55, 0.8, "query $s_2$", size=SMALL)
+    alt = (
+        "Diagram: two panels, each with an encoder row of states h_1 to h_5 and a decoder row of states s_1 to "
+        "s_4. (a) Without attention, the encoder's final state becomes one context vector c, and the same c "
+        "enters every decoder step. (b) With attention, each decoder step t has its own context vector c_t, a "
+        "weighted sum of all five encoder states; for step 3 the lines from every h_j to c_3 are drawn with a "
+        "width proportional to the weight a_3j, the widest from h_3, and a dashed arrow from the previous "
+        "decoder state s_2 to c_3 shows the query that sets those weights."
+    )
+    return _finish(fig, "context_vectors", title, alt)
+
+
+def bahdanau_luong_step() -> Diagram:
+    """One decoder step of Bahdanau beside one of Luong: which state scores, and where the context enters."""
+    title = "One decoder step: Bahdanau beside Luong"
+    fig, ax = _canvas(7.2, 5.9, title)
+    w, h = 2.75, 0.74
+
+    def column(x, heading, boxes):
+        _label(ax, x, 5.35, heading, fontweight="bold")
+        placed = {}
+        for key, (y, text, role) in boxes.items():
+            placed[key] = _box(ax, x, y, w, h, text, role=role, size=SMALL)
+        return placed
+
+    # Bahdanau: score with s_{t-1}, context into the GRU, output from [s_t; c_t; y_{t-1}].
+    bx = 1.8
+    b = column(bx, "Bahdanau (2015)", {
+        "score": (1.35, "1. score with $s_{t-1}$\n$e_{tj} = w^\\top \\tanh(W s_{t-1} + U h_j)$", "plain"),
+        "context": (2.3, "2. softmax, then\n$c_t = \\sum_j a_{tj}\\, h_j$", "plain"),
+        "gru": (3.25, "3. GRU step, $c_t$ inside\n$s_t = \\mathrm{GRU}([y_{t-1}; c_t],\\, s_{t-1})$", "plain"),
+        "out": (4.2, "4. predict $y_t$\nfrom $[s_t; c_t; y_{t-1}]$", "plain"),
+    })
+    # Luong: GRU first, score with s_t, context combined after the GRU.
+    lx = 5.45
+    lu = column(lx, "Luong (2015)", {
+        "gru": (1.35, "1. GRU step first\n$s_t = \\mathrm{GRU}(y_{t-1},\\, s_{t-1})$", "plain"),
+        "score": (2.3, "2. score with $s_t$\n$e_{tj} = s_t^\\top W_a h_j$", "plain"),
+        "context": (3.25, "3. softmax, then\n$c_t = \\sum_j a_{tj}\\, h_j$", "plain"),
+        "out": (4.2, "4. $\\tilde s_t = \\tanh(W_c [c_t; s_t])$\npredicts $y_t$", "plain"),
+    })
+    for col, x in ((b, bx), (lu, lx)):
+        order = sorted(col.values(), key=lambda box: box[1])
+        for lower, upper in zip(order, order[1:], strict=False):
+            _arrow(ax, [(x, lower[3]), (x, upper[1])])
+        _arrow(ax, [(x, order[-1][3]), (x, 4.9)])
+        _label(ax, x, 5.03, "$y_t$")
+    # The inputs at the bottom: the previous state (the query role), the encoder states (keys and values).
+    for x, query_into in ((bx, b["score"]), (lx, lu["gru"])):
+        _box(ax, x - 0.8, 0.42, 0.95, 0.4, "$s_{t-1}$", role="query", rounded=False)
+        _arrow(ax, [(x - 0.8, 0.62), (x - 0.8, query_into[1])])
+        _box(ax, x + 0.8, 0.42, 0.95, 0.4, "$h_1 \\dots h_S$", role="key", rounded=False)
+    # Bahdanau: h_j into the score directly; s_{t-1} also into the GRU (left wire); h_j into the context (right).
+    _arrow(ax, [(bx + 0.8, 0.62), (bx + 0.8, b["score"][1])])
+    _arrow(ax, [(bx - 0.8 - 0.475, 0.42), (0.2, 0.42), (0.2, 3.25), (b["gru"][0], 3.25)], dashed=True)
+    _arrow(ax, [(bx + 0.8 + 0.475, 0.42), (3.4, 0.42), (3.4, 2.3), (b["context"][2], 2.3)], dashed=True)
+    # Luong: h_j into the score and the context (right wire).
+    _arrow(ax, [(lx + 0.8 + 0.475, 0.42), (7.05, 0.42), (7.05, 2.3), (lu["score"][2], 2.3)], dashed=True)
+    _arrow(ax, [(7.05, 2.3), (7.05, 3.25), (lu["context"][2], 3.25)], dashed=True)
+    ax.plot([3.62, 3.62], [0.2, 5.5], color="#888888", lw=1.0, ls=(0, (2, 2)))
+    alt = (
+        "Diagram: one decoder step of each model, read from bottom to top. Bahdanau: 1, the previous state "
+        "s_(t-1) is scored against every encoder state h_j with the additive score w^T tanh(W s_(t-1) + U h_j); "
+        "2, a softmax gives the weights and the context c_t is the weighted sum of the h_j; 3, the GRU step reads "
+        "the previous output y_(t-1) together with c_t and gives the new state s_t; 4, y_t is predicted from s_t, "
+        "c_t and y_(t-1). Luong: 1, the GRU step comes first, s_t = GRU(y_(t-1), s_(t-1)); 2, the new state s_t "
+        "is scored with s_t^T W_a h_j; 3, softmax and context c_t; 4, c_t and s_t are combined after the GRU, "
+        "tanh(W_c [c_t; s_t]), to predict y_t."
+    )
+    return _finish(fig, "bahdanau_luong_step", title, alt)
+
+
+DIAGRAMS: dict[str, Callable[[], Diagram]] = {
+    "three_steps": three_steps,
+    "attention_layer": attention_layer,
+    "sdpa_shapes": sdpa_shapes,
+    "self_attention_steps": self_attention_steps,
+    "qkv_sources": qkv_sources,
+    "context_vectors": context_vectors,
+    "bahdanau_luong_step": bahdanau_luong_step,
+}
+"""Every diagram, by name, in the order the chapters show them."""

@@ -317,6 +317,69 @@ def test_luong_score_and_first_step_by_hand():
         torch.testing.assert_close(logits[b, 0], dec.out.weight @ attentional + dec.out.bias, **TOL64)
 
 
+def _scored_model(kind: str, score: str, seed: int) -> Seq2Seq:
+    torch.manual_seed(seed)
+    return make_seq2seq(kind, SRC_V, TGT_V, embed_dim=6, hidden_dim=8, attn_dim=5, score=score).double().eval()
+
+
+def test_bahdanau_with_the_multiplicative_score_by_hand():
+    # Only the score changes: e_1j = s_0^T W_a h_j, then the same context, GRU step and output layer as Bahdanau's.
+    model = _scored_model("bahdanau", "multiplicative", seed=21)
+    assert not hasattr(model.decoder, "attention")
+    source, lengths = _source([5, 3], seed=22)
+    logits, weights = model(source, lengths, torch.full((2, 1), BOS))
+    memory, _, s0, emb = _first_step_inputs(model, source, lengths)
+    dec = model.decoder
+    for b, n in enumerate(lengths.tolist()):
+        e = torch.stack([s0[b] @ dec.w_a.weight.T @ memory[b, j] for j in range(n)])  # the previous state scores
+        a = _masked_softmax(e, 5)
+        torch.testing.assert_close(weights[b, 0], a, **TOL64)
+        context = a[:n] @ memory[b, :n]
+        s1 = _gru_cell(dec.cell, torch.cat([emb, context]), s0[b])
+        expected = dec.out.weight @ torch.cat([s1, context, emb]) + dec.out.bias
+        torch.testing.assert_close(logits[b, 0], expected, **TOL64)
+
+
+def test_luong_with_the_additive_score_by_hand():
+    # Luong's "concat" score: Bahdanau's MLP, but of the new state s_1, after the GRU step.
+    model = _scored_model("luong", "additive", seed=23)
+    assert not hasattr(model.decoder, "w_a")
+    source, lengths = _source([5, 3], seed=24)
+    logits, weights = model(source, lengths, torch.full((2, 1), BOS))
+    memory, _, s0, emb = _first_step_inputs(model, source, lengths)
+    dec = model.decoder
+    W, U, w = dec.attention.w_q.weight, dec.attention.w_k.weight, dec.attention.w_v.weight[0]
+    for b, n in enumerate(lengths.tolist()):
+        s1 = _gru_cell(dec.cell, emb, s0[b])
+        e = torch.stack([w @ torch.tanh(W @ s1 + U @ memory[b, j]) for j in range(n)])
+        a = _masked_softmax(e, 5)
+        torch.testing.assert_close(weights[b, 0], a, **TOL64)
+        context = a[:n] @ memory[b, :n]
+        attentional = torch.tanh(dec.combine.weight @ torch.cat([context, s1]) + dec.combine.bias)
+        torch.testing.assert_close(logits[b, 0], dec.out.weight @ attentional + dec.out.bias, **TOL64)
+
+
+def test_each_family_keeps_its_own_score_by_default():
+    assert _model("bahdanau").decoder.score == "additive"
+    assert _model("luong").decoder.score == "multiplicative"
+    for kind, score in [("bahdanau", "multiplicative"), ("luong", "additive")]:
+        decoder = _scored_model(kind, score, seed=0).decoder
+        assert decoder.score == score
+        # The rest of the decoder is the same as with the family's own score.
+        own = _model(kind).decoder
+        rest = {n: p.shape for n, p in decoder.named_parameters() if not n.startswith(("attention.", "w_a."))}
+        assert rest == {n: p.shape for n, p in own.named_parameters() if not n.startswith(("attention.", "w_a."))}
+
+
+def test_bad_scores_are_refused():
+    with pytest.raises(ValueError, match="score must be one of"):
+        make_seq2seq("bahdanau", SRC_V, TGT_V, score="dot")
+    with pytest.raises(ValueError, match="score must be one of"):
+        make_seq2seq("luong", SRC_V, TGT_V, score="Additive")
+    with pytest.raises(ValueError, match="without attention has no score"):
+        make_seq2seq("none", SRC_V, TGT_V, score="additive")
+
+
 def test_plain_decoder_first_two_steps_by_hand():
     model = _model("none", seed=24)
     source, lengths = _source([5, 3], seed=25)

@@ -5,10 +5,13 @@
 
   - :class:`PlainDecoder`: no attention; the whole source reaches it as one vector, the encoder's final state
     (the bottleneck of Cho et al., 2014 and Sutskever et al., 2014).
-  - :class:`BahdanauDecoder`: additive attention of the previous state ``s_{t-1}`` over every ``h_j``; the context
-    is fed into the GRU with the input token (Bahdanau et al., 2015).
-  - :class:`LuongDecoder`: the GRU steps first; multiplicative ("general") attention of the new state ``s_t``;
-    the context is combined with ``s_t`` after the GRU (Luong et al., 2015).
+  - :class:`BahdanauDecoder`: attention of the previous state ``s_{t-1}`` over every ``h_j``; the context is fed
+    into the GRU with the input token (Bahdanau et al., 2015).
+  - :class:`LuongDecoder`: the GRU steps first; attention of the new state ``s_t``; the context is combined with
+    ``s_t`` after the GRU (Luong et al., 2015).
+
+  Both attend with either score, ``"additive"`` (an MLP, Bahdanau's) or ``"multiplicative"`` (``s^T W_a h_j``,
+  Luong's "general" score), so that the score can be compared with everything else held fixed (chapter 4, E8).
 
 - :class:`Seq2Seq`: an encoder and a decoder; ``forward`` runs with teacher forcing, :meth:`Seq2Seq.greedy_decode`
   emits the most likely token at each step until EOS and returns the attention weights for plotting.
@@ -26,9 +29,21 @@ from attnlib.attention import AdditiveAttention
 from attnlib.data import CharVocab
 from attnlib.functional import _check_length, _check_token_ids, padding_mask, scaled_dot_product_attention
 
-__all__ = ["Encoder", "PlainDecoder", "BahdanauDecoder", "LuongDecoder", "Seq2Seq", "make_seq2seq", "exact_match"]
+__all__ = [
+    "Encoder",
+    "PlainDecoder",
+    "BahdanauDecoder",
+    "LuongDecoder",
+    "Seq2Seq",
+    "make_seq2seq",
+    "exact_match",
+    "SCORES",
+]
 
 PAD, BOS, EOS = CharVocab.PAD, CharVocab.BOS, CharVocab.EOS
+
+SCORES = ("additive", "multiplicative")
+"""The two scores an RNN decoder can attend with: Bahdanau's MLP and Luong's ``s^T W_a h_j``."""
 
 
 class Encoder(nn.Module):
@@ -67,7 +82,12 @@ class Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    """What the three decoders share: the embedding, the initial state and the step interface."""
+    """What the three decoders share: the embedding, the initial state and the step interface.
+
+    A decoder with attention holds one score, ``additive`` (:class:`attnlib.attention.AdditiveAttention` of the
+    state against ``h_j``) or ``multiplicative`` (the query ``W_a s``, then a plain dot product with each ``h_j``);
+    :meth:`attend` applies it.
+    """
 
     uses_attention = True
 
@@ -82,9 +102,33 @@ class _Decoder(nn.Module):
         """The initial state ``s_0 = tanh(W summary)``: (B, memory_dim) -> (B, hidden_dim)."""
         return torch.tanh(self.init_state(summary))
 
+    def _make_score(self, score: str, hidden_dim: int, memory_dim: int, attn_dim: int) -> None:
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        self.score = score
+        if score == "additive":
+            self.attention = AdditiveAttention(hidden_dim, memory_dim, _check_length("attn_dim", attn_dim))
+        else:
+            self.w_a = nn.Linear(hidden_dim, memory_dim, bias=False)  # s W_a: the query in the memory's space
+
     def prepare(self, memory: Tensor) -> Tensor | None:
-        """Work on the memory that every step reuses (computed once per source); None when there is none."""
-        return None
+        """Work on the memory that every step reuses (computed once per source); None when there is none.
+
+        For the additive score it is ``U h_j`` for every ``j``, (B, S, attn_dim).
+        """
+        return self.attention.project_key(memory) if getattr(self, "score", None) == "additive" else None
+
+    def attend(self, state: Tensor, memory: Tensor, mask: Tensor, prepared: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The context and weights of ``state`` (B, hidden) over ``memory`` (B, S, M), ``mask`` (B, S) True at
+        real tokens -> ``(context (B, M), weights (B, S))``, with this decoder's score."""
+        if self.score == "additive":
+            context, weights = self.attention(
+                state[:, None], memory, memory, mask=mask[:, None], key_proj=prepared
+            )  # (B, 1, M), (B, 1, S)
+        else:  # e_j = (s W_a) . h_j, unscaled as in Luong et al.
+            query = self.w_a(state)[:, None]  # (B, 1, M)
+            context, weights = scaled_dot_product_attention(query, memory, memory, mask=mask[:, None], scale=1.0)
+        return context[:, 0], weights[:, 0]  # (B, M), (B, S)
 
     def step(
         self, token: Tensor, state: Tensor, memory: Tensor, mask: Tensor, summary: Tensor, prepared: Tensor | None
@@ -121,26 +165,25 @@ class BahdanauDecoder(_Decoder):
     .. math:: e_{tj} = w^\top \tanh(W s_{t-1} + U h_j), \quad a_t = \mathrm{softmax}(e_t), \quad
               c_t = \sum_j a_{tj} h_j, \quad s_t = \mathrm{GRU}([y_{t-1}; c_t], s_{t-1})
 
-    and the output layer reads ``[s_t; c_t; y_{t-1}]``. The score is :class:`attnlib.attention.AdditiveAttention`.
+    and the output layer reads ``[s_t; c_t; y_{t-1}]``. The score is :class:`attnlib.attention.AdditiveAttention`
+    by default; ``score="multiplicative"`` puts Luong's :math:`e_{tj} = s_{t-1}^\top W_a h_j` in its place and
+    changes nothing else. Raises ``ValueError`` for another ``score``.
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, memory_dim: int, attn_dim: int) -> None:
+    def __init__(
+        self, vocab_size: int, embed_dim: int, hidden_dim: int, memory_dim: int, attn_dim: int,
+        score: str = "additive",
+    ) -> None:
         super().__init__(vocab_size, embed_dim, hidden_dim, memory_dim)
-        self.attention = AdditiveAttention(hidden_dim, memory_dim, _check_length("attn_dim", attn_dim))
+        self._make_score(score, hidden_dim, memory_dim, attn_dim)
         self.cell = nn.GRUCell(embed_dim + memory_dim, hidden_dim)
         self.out = nn.Linear(hidden_dim + memory_dim + embed_dim, vocab_size)
 
-    def prepare(self, memory: Tensor) -> Tensor:
-        return self.attention.project_key(memory)  # (B, S, attn_dim): U h_j, the same at every step
-
     def step(self, token, state, memory, mask, summary, prepared):
         emb = self.embedding(token)  # (B, E)
-        context, weights = self.attention(
-            state[:, None], memory, memory, mask=mask[:, None], key_proj=prepared
-        )  # (B, 1, M), (B, 1, S)
-        context = context[:, 0]  # (B, M)
+        context, weights = self.attend(state, memory, mask, prepared)  # (B, M), (B, S): the query is s_{t-1}
         state = self.cell(torch.cat([emb, context], dim=-1), state)  # (B, Hd)
-        return self.out(torch.cat([state, context, emb], dim=-1)), state, weights[:, 0]
+        return self.out(torch.cat([state, context, emb], dim=-1)), state, weights
 
 
 class LuongDecoder(_Decoder):
@@ -150,22 +193,26 @@ class LuongDecoder(_Decoder):
               c_t = \sum_j a_{tj} h_j, \quad \tilde s_t = \tanh(W_c [c_t; s_t])
 
     and the output layer reads :math:`\tilde s_t`. The score is a dot product after one linear map, computed by
-    :func:`attnlib.functional.scaled_dot_product_attention` with ``scale=1`` (Luong's score is not scaled).
+    :func:`attnlib.functional.scaled_dot_product_attention` with ``scale=1`` (Luong's score is not scaled);
+    ``score="additive"`` puts Bahdanau's MLP of :math:`s_t` in its place (Luong's "concat" score) and changes
+    nothing else. Raises ``ValueError`` for another ``score``.
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int, memory_dim: int) -> None:
+    def __init__(
+        self, vocab_size: int, embed_dim: int, hidden_dim: int, memory_dim: int, attn_dim: int = 64,
+        score: str = "multiplicative",
+    ) -> None:
         super().__init__(vocab_size, embed_dim, hidden_dim, memory_dim)
+        self._make_score(score, hidden_dim, memory_dim, attn_dim)
         self.cell = nn.GRUCell(embed_dim, hidden_dim)
-        self.w_a = nn.Linear(hidden_dim, memory_dim, bias=False)  # s_t W_a, the query
         self.combine = nn.Linear(memory_dim + hidden_dim, hidden_dim)  # W_c
         self.out = nn.Linear(hidden_dim, vocab_size)
 
     def step(self, token, state, memory, mask, summary, prepared):
         state = self.cell(self.embedding(token), state)  # (B, Hd)
-        query = self.w_a(state)[:, None]  # (B, 1, M)
-        context, weights = scaled_dot_product_attention(query, memory, memory, mask=mask[:, None], scale=1.0)
-        attentional = torch.tanh(self.combine(torch.cat([context[:, 0], state], dim=-1)))  # (B, Hd)
-        return self.out(attentional), state, weights[:, 0]
+        context, weights = self.attend(state, memory, mask, prepared)  # (B, M), (B, S): the query is s_t
+        attentional = torch.tanh(self.combine(torch.cat([context, state], dim=-1)))  # (B, Hd)
+        return self.out(attentional), state, weights
 
 
 class Seq2Seq(nn.Module):
@@ -243,20 +290,25 @@ def make_seq2seq(
     embed_dim: int = 32,
     hidden_dim: int = 64,
     attn_dim: int = 64,
+    score: str | None = None,
 ) -> Seq2Seq:
     """Build a :class:`Seq2Seq` with ``attention`` one of ``"none"``, ``"bahdanau"`` or ``"luong"``.
 
     The encoder's GRU has ``hidden_dim`` units per direction, so the memory is ``2 * hidden_dim`` wide; the
-    decoder's GRU has ``hidden_dim`` units. Raises ``ValueError`` for an unknown ``attention``.
+    decoder's GRU has ``hidden_dim`` units. ``score`` is one of :data:`SCORES`; by default each family keeps its
+    own (additive for Bahdanau, multiplicative for Luong). ``attn_dim`` is the hidden width of the additive score.
+    Raises ``ValueError`` for an unknown ``attention`` or ``score``, or a ``score`` with ``attention="none"``.
     """
     encoder = Encoder(source_vocab_size, embed_dim, hidden_dim)
     m = encoder.output_dim
     if attention == "none":
+        if score is not None:
+            raise ValueError(f"a decoder without attention has no score, got score={score!r}")
         decoder: _Decoder = PlainDecoder(target_vocab_size, embed_dim, hidden_dim, m)
     elif attention == "bahdanau":
-        decoder = BahdanauDecoder(target_vocab_size, embed_dim, hidden_dim, m, attn_dim)
+        decoder = BahdanauDecoder(target_vocab_size, embed_dim, hidden_dim, m, attn_dim, score=score or "additive")
     elif attention == "luong":
-        decoder = LuongDecoder(target_vocab_size, embed_dim, hidden_dim, m)
+        decoder = LuongDecoder(target_vocab_size, embed_dim, hidden_dim, m, attn_dim, score=score or "multiplicative")
     else:
         raise ValueError(f"attention must be 'none', 'bahdanau' or 'luong', got {attention!r}")
     return Seq2Seq(encoder, decoder)

@@ -50,6 +50,26 @@ def test_key_value_recall_ignores_the_order_of_pairs():
     torch.testing.assert_close(weights_p, weights[:, perm])
 
 
+def test_key_value_recall_by_hand_with_and_without_shared_keys_and_values():
+    # The attended vector is the weighted sum of V = x W_V, or of V = K = x W_K when they are shared.
+    keys, values, query, _ = associative_recall(3, num_pairs=5, num_keys=12, num_values=7, seed=3)
+    counts = {}
+    for shared in (False, True):
+        torch.manual_seed(4)
+        model = KeyValueRecall(num_keys=12, num_values=7, d_model=8, shared_kv=shared).double()
+        logits, weights = model(keys, values, query)
+        x = model.key_embedding(keys) + model.value_embedding(values)  # (B, P, d)
+        q = model.q_proj(model.query_embedding(query))  # (B, d)
+        k = model.k_proj(x)
+        v = k if shared else model.v_proj(x)
+        a = torch.softmax((k @ q[:, :, None]).squeeze(-1) / 8**0.5, dim=-1)  # (B, P)
+        torch.testing.assert_close(weights, a)
+        torch.testing.assert_close(logits, model.classifier((a[:, :, None] * v).sum(1)))
+        assert (model.v_proj is None) == shared
+        counts[shared] = sum(p.numel() for p in model.parameters())
+    assert counts[True] == counts[False] - 8 * 8  # one d x d projection fewer
+
+
 @pytest.mark.parametrize(
     ("args", "error", "word"),
     [

@@ -37,9 +37,14 @@ class KeyValueRecall(nn.Module):
         Width of the embeddings and of the attention.
     normalizer : str
         How scores become weights: one of :data:`attnlib.functional.NORMALIZERS`.
+    shared_kv : bool
+        Use the keys as the values too (``V = K = X W_K``, no ``W_V``): the ablation of chapter 2 that asks what
+        two projections buy over one.
     """
 
-    def __init__(self, num_keys: int, num_values: int, d_model: int = 32, normalizer: str = "softmax") -> None:
+    def __init__(
+        self, num_keys: int, num_values: int, d_model: int = 32, normalizer: str = "softmax", shared_kv: bool = False
+    ) -> None:
         super().__init__()
         self.num_keys, self.num_values = _check_length("num_keys", num_keys), _check_length("num_values", num_values)
         d_model = _check_length("d_model", d_model)
@@ -48,7 +53,8 @@ class KeyValueRecall(nn.Module):
         self.query_embedding = nn.Embedding(num_keys, d_model)
         self.q_proj = nn.Linear(d_model, d_model, bias=False)  # W_Q
         self.k_proj = nn.Linear(d_model, d_model, bias=False)  # W_K
-        self.v_proj = nn.Linear(d_model, d_model, bias=False)  # W_V
+        self.shared_kv = bool(shared_kv)
+        self.v_proj = None if self.shared_kv else nn.Linear(d_model, d_model, bias=False)  # W_V
         self.attention = DotProductAttention(normalizer=normalizer)
         self.classifier = nn.Linear(d_model, num_values)
 
@@ -72,7 +78,9 @@ class KeyValueRecall(nn.Module):
             )
         pairs = self.key_embedding(keys) + self.value_embedding(values)  # (B, P, d)
         q = self.q_proj(self.query_embedding(query)).unsqueeze(1)  # (B, 1, d)
-        out, weights = self.attention(q, self.k_proj(pairs), self.v_proj(pairs))  # (B, 1, d), (B, 1, P)
+        k = self.k_proj(pairs)  # (B, P, d)
+        v = k if self.v_proj is None else self.v_proj(pairs)  # (B, P, d)
+        out, weights = self.attention(q, k, v)  # (B, 1, d), (B, 1, P)
         return self.classifier(out.squeeze(1)), weights.squeeze(1)  # (B, num_values), (B, P)
 
 

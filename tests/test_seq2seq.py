@@ -284,79 +284,54 @@ def _masked_softmax(e: torch.Tensor, width: int) -> torch.Tensor:
     return expected
 
 
-def test_bahdanau_score_and_first_step_by_hand():
-    model = _model("bahdanau", seed=17)
-    source, lengths = _source([5, 3], seed=18)
+def _score_by_hand(dec, query: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The decoder's score of one encoder state h_j for one query, written out."""
+    if dec.score == "additive":
+        W, U, w = dec.attention.w_q.weight, dec.attention.w_k.weight, dec.attention.w_v.weight[0]
+        return w @ torch.tanh(W @ query + U @ h)  # w^T tanh(W s + U h_j)
+    return query @ dec.w_a.weight.T @ h  # s^T W_a h_j, unscaled
+
+
+def _check_first_step_by_hand(kind: str, score: str | None, seed: int) -> None:
+    """Step 1 of a decoder with attention, by hand: Bahdanau scores s_0 and feeds the context into the GRU;
+    Luong steps the GRU first, scores s_1, and combines the context with it after the GRU."""
+    torch.manual_seed(seed)
+    model = make_seq2seq(kind, SRC_V, TGT_V, embed_dim=6, hidden_dim=8, attn_dim=5, score=score).double().eval()
+    source, lengths = _source([5, 3], seed=seed + 1)
     logits, weights = model(source, lengths, torch.full((2, 1), BOS))
     memory, _, s0, emb = _first_step_inputs(model, source, lengths)
     dec = model.decoder
-    W, U, w = dec.attention.w_q.weight, dec.attention.w_k.weight, dec.attention.w_v.weight[0]
     for b, n in enumerate(lengths.tolist()):
-        e = torch.stack([w @ torch.tanh(W @ s0[b] + U @ memory[b, j]) for j in range(n)])  # w^T tanh(W s_0 + U h_j)
+        query = s0[b] if kind == "bahdanau" else _gru_cell(dec.cell, emb, s0[b])  # Luong: the GRU steps first
+        e = torch.stack([_score_by_hand(dec, query, memory[b, j]) for j in range(n)])
         a = _masked_softmax(e, 5)
         torch.testing.assert_close(weights[b, 0], a, **TOL64)
         context = a[:n] @ memory[b, :n]
-        s1 = _gru_cell(dec.cell, torch.cat([emb, context]), s0[b])
-        expected = dec.out.weight @ torch.cat([s1, context, emb]) + dec.out.bias
+        if kind == "bahdanau":
+            s1 = _gru_cell(dec.cell, torch.cat([emb, context]), s0[b])
+            expected = dec.out.weight @ torch.cat([s1, context, emb]) + dec.out.bias
+        else:
+            attentional = torch.tanh(dec.combine.weight @ torch.cat([context, query]) + dec.combine.bias)
+            expected = dec.out.weight @ attentional + dec.out.bias
         torch.testing.assert_close(logits[b, 0], expected, **TOL64)
 
 
-def test_luong_score_and_first_step_by_hand():
-    model = _model("luong", seed=19)
-    source, lengths = _source([5, 3], seed=20)
-    logits, weights = model(source, lengths, torch.full((2, 1), BOS))
-    memory, _, s0, emb = _first_step_inputs(model, source, lengths)
-    dec = model.decoder
-    for b, n in enumerate(lengths.tolist()):
-        s1 = _gru_cell(dec.cell, emb, s0[b])  # the GRU steps first
-        e = torch.stack([s1 @ dec.w_a.weight.T @ memory[b, j] for j in range(n)])  # s_1^T W_a h_j, unscaled
-        a = _masked_softmax(e, 5)
-        torch.testing.assert_close(weights[b, 0], a, **TOL64)
-        context = a[:n] @ memory[b, :n]
-        attentional = torch.tanh(dec.combine.weight @ torch.cat([context, s1]) + dec.combine.bias)
-        torch.testing.assert_close(logits[b, 0], dec.out.weight @ attentional + dec.out.bias, **TOL64)
+@pytest.mark.parametrize(
+    ("kind", "score", "seed"),
+    [
+        ("bahdanau", None, 17),  # its own additive score
+        ("luong", None, 19),  # its own multiplicative ("general") score
+        ("bahdanau", "multiplicative", 21),  # only the score changes
+        ("luong", "additive", 23),  # Luong's "concat" score: Bahdanau's MLP of s_1
+    ],
+)
+def test_first_step_by_hand(kind, score, seed):
+    _check_first_step_by_hand(kind, score, seed)
 
 
 def _scored_model(kind: str, score: str, seed: int) -> Seq2Seq:
     torch.manual_seed(seed)
     return make_seq2seq(kind, SRC_V, TGT_V, embed_dim=6, hidden_dim=8, attn_dim=5, score=score).double().eval()
-
-
-def test_bahdanau_with_the_multiplicative_score_by_hand():
-    # Only the score changes: e_1j = s_0^T W_a h_j, then the same context, GRU step and output layer as Bahdanau's.
-    model = _scored_model("bahdanau", "multiplicative", seed=21)
-    assert not hasattr(model.decoder, "attention")
-    source, lengths = _source([5, 3], seed=22)
-    logits, weights = model(source, lengths, torch.full((2, 1), BOS))
-    memory, _, s0, emb = _first_step_inputs(model, source, lengths)
-    dec = model.decoder
-    for b, n in enumerate(lengths.tolist()):
-        e = torch.stack([s0[b] @ dec.w_a.weight.T @ memory[b, j] for j in range(n)])  # the previous state scores
-        a = _masked_softmax(e, 5)
-        torch.testing.assert_close(weights[b, 0], a, **TOL64)
-        context = a[:n] @ memory[b, :n]
-        s1 = _gru_cell(dec.cell, torch.cat([emb, context]), s0[b])
-        expected = dec.out.weight @ torch.cat([s1, context, emb]) + dec.out.bias
-        torch.testing.assert_close(logits[b, 0], expected, **TOL64)
-
-
-def test_luong_with_the_additive_score_by_hand():
-    # Luong's "concat" score: Bahdanau's MLP, but of the new state s_1, after the GRU step.
-    model = _scored_model("luong", "additive", seed=23)
-    assert not hasattr(model.decoder, "w_a")
-    source, lengths = _source([5, 3], seed=24)
-    logits, weights = model(source, lengths, torch.full((2, 1), BOS))
-    memory, _, s0, emb = _first_step_inputs(model, source, lengths)
-    dec = model.decoder
-    W, U, w = dec.attention.w_q.weight, dec.attention.w_k.weight, dec.attention.w_v.weight[0]
-    for b, n in enumerate(lengths.tolist()):
-        s1 = _gru_cell(dec.cell, emb, s0[b])
-        e = torch.stack([w @ torch.tanh(W @ s1 + U @ memory[b, j]) for j in range(n)])
-        a = _masked_softmax(e, 5)
-        torch.testing.assert_close(weights[b, 0], a, **TOL64)
-        context = a[:n] @ memory[b, :n]
-        attentional = torch.tanh(dec.combine.weight @ torch.cat([context, s1]) + dec.combine.bias)
-        torch.testing.assert_close(logits[b, 0], dec.out.weight @ attentional + dec.out.bias, **TOL64)
 
 
 def test_each_family_keeps_its_own_score_by_default():

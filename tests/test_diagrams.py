@@ -13,7 +13,8 @@ from attnlib import diagrams
 
 # The labels each diagram must carry: the parts of the mechanism a reader has to find in it.
 REQUIRED = {
-    "three_steps": ["query", "keys", "values", "1. score", "2. softmax", "weights", "3. weighted sum", "output"],
+    "three_steps": ["query", "keys", "values", "1. score", "e_i = q", "2. softmax", "weights", "3. weighted sum",
+                    "output"],
     "attention_layer": ["query $q$", "inputs $X$", "f_{att}", "scores $e$", "softmax", "weights $a$", "output $y$"],
     "sdpa_shapes": ["$Q$", "$K^\\top$", "scores $S$", "weights $A$", "$V$", "output", "$L_q$", "$L_k$", "$d_k$",
                     "$d_v$", "\\sqrt{d_k}", "softmax", "batch of $B$"],

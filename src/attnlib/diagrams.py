@@ -182,7 +182,7 @@ def _box(ax, x, y, w, h, text, role="plain", size=FONT, rounded=True, bold_edge=
     return x - w / 2, y - h / 2, x + w / 2, y + h / 2
 
 
-_WHITE = {"boxstyle": "square,pad=0.08", "facecolor": "white", "edgecolor": "none"}
+_WHITE = {"boxstyle": "square,pad=0.05", "facecolor": "white", "edgecolor": "none"}
 
 
 def _arrow(ax, points: Sequence[tuple[float, float]], dashed=False):
@@ -251,11 +251,11 @@ def three_steps() -> Diagram:
     _label(ax, 0.65, 1.3, "values $v_i$")
     # Step 1: one score per key.
     y1 = 2.45
-    s1 = _box(ax, 2.15, y1, 1.35, 0.62, "1. score\n$s_i = q \\cdot k_i$")
+    s1 = _box(ax, 2.15, y1, 1.35, 0.62, "1. score\n$e_i = q \\cdot k_i$")
     _arrow(ax, [(0.98, 2.85), (1.25, 2.85), (1.25, y1 + 0.12), (s1[0], y1 + 0.12)])
     _arrow(ax, [(0.98, 1.95), (1.25, 1.95), (1.25, y1 - 0.12), (s1[0], y1 - 0.12)])
     _cells(ax, 3.1, y1 - 0.4, 4, 1, "input", c)
-    _label(ax, 3.2, y1 + 0.62, "scores $s_i$")
+    _label(ax, 3.2, y1 + 0.62, "scores $e_i$")
     _arrow(ax, [(s1[2], y1), (3.08, y1)])
     # Step 2: softmax turns the scores into weights that sum to one (shaded by size).
     s2 = _box(ax, 4.15, y1, 1.15, 0.62, "2. softmax")
@@ -310,7 +310,7 @@ def attention_layer() -> Diagram:
     w = _box(ax, 5.4, 0.95, 1.7, 0.62, "$y = \\sum_i a_i X_i$")
     _arrow(ax, [(5.4, y1 - 0.42), (5.4, w[3])])
     _arrow(ax, [(0.93, 0.95), (w[0], 0.95)], dashed=True)
-    _label(ax, 2.75, 1.2, "$X$ again: the same vectors are returned", size=SMALL)
+    _label(ax, 3.0, 0.7, "$X$ again: the same vectors are returned", size=SMALL)
     _cells(ax, 6.45, 0.85, 1, 3, "input", c)
     _label(ax, 6.75, 1.35, "output $y$")
     _label(ax, 6.75, 0.55, "size $D_X$", size=SMALL)
@@ -359,9 +359,8 @@ def sdpa_shapes() -> Diagram:
     _label(ax, 6.27, top - 0.45, "one score for each", size=SMALL)
     _label(ax, 6.27, top - 0.75, "query and key", size=SMALL)
     bottom = 1.75  # the second row: weights and output
-    _label(ax, 0.75, bottom - 0.1, "softmax of")
-    _label(ax, 0.75, bottom - 0.42, "each row of $S$")
-    _arrow(ax, [(0.45, bottom - 0.75), (1.5, bottom - 0.75)])
+    _arrow(ax, [(4.62, top - 0.93), (4.62, 2.2), (1.2, 2.2), (1.2, bottom - 0.26), (1.55, bottom - 0.26)])
+    _label(ax, 2.9, 2.34, "softmax of each row of $S$", size=SMALL)
     a = _matrix(ax, 2.0, bottom, 3, 5, "input", "weights $A$", "$L_q$", "$L_k$", c)
     _label(ax, a[2] + 0.37, bottom - 0.26, "$\\times$", size=16)
     v = _matrix(ax, 3.65, bottom, 5, 2, "value", "$V$", "$L_k$", "$d_v$", c)
@@ -424,11 +423,11 @@ def self_attention_steps() -> Diagram:
     _box(ax, (cols["1"] + cols["2"]) / 2, y - 0.1, 2.9, 0.36, "$z_1 = a_{11}\\, v_1 + a_{12}\\, v_2$", role="value",
          bold_edge=True)
     alt = (
-        'Diagram: self-attention for the two words "Thinking" and "Machines". Each word vector x_1, x_2 is '
-        "multiplied by three learned matrices W_Q, W_K and W_V, giving a query, a key and a value per word. "
-        'For "Thinking", its query q_1 is scored against both keys, k_1 (itself) and k_2, each dot product '
-        "divided by the square root of d_k; a softmax turns the two scores into weights a_11 and a_12, and the "
-        "output z_1 is a_11 times v_1 plus a_12 times v_2."
+        "Diagram: self-attention for the two words Thinking and Machines, as a table with one column per word. "
+        "Each word vector x_1, x_2 is multiplied by three learned matrices W_Q, W_K and W_V, giving a query, a key "
+        "and a value per word. Below a dividing line, for the query of Thinking: the scores q_1 dot k_1 and q_1 "
+        "dot k_2, each divided by the square root of d_k, a softmax over the row giving the weights a_11 and a_12, "
+        "the values weighted by them, and their sum, z_1 = a_11 v_1 + a_12 v_2."
     )
     return _finish(fig, "self_attention_steps", title, alt)
 
@@ -445,7 +444,7 @@ def qkv_sources() -> Diagram:
         source = "X" if name == "self" else "Y"
         for x, role, text in [(xq, "query", f"$Q = {source}W_Q$"), (xk, "key", "$K = XW_K$"),
                               (xv, "value", "$V = XW_V$")]:
-            _box(ax, x, 1.75, 1.08, 0.42, text, role=role)
+            _box(ax, x, 1.75, 1.14, 0.42, text, role=role)
         att = _box(ax, x0 + 1.78, 2.75, 3.15, 0.5, "attention: $\\mathrm{softmax}(QK^\\top/\\sqrt{d_k})\\,V$",
                    size=SMALL)
         for x in (xq, xk, xv):
@@ -578,16 +577,21 @@ def bahdanau_luong_step() -> Diagram:
         _label(ax, x, 5.03, "$y_t$")
     # The inputs at the bottom: the previous state (the query role), the encoder states (keys and values).
     for x, query_into in ((bx, b["score"]), (lx, lu["gru"])):
-        _box(ax, x - 0.8, 0.42, 0.95, 0.4, "$s_{t-1}$", role="query", rounded=False)
+        _box(ax, x - 0.8, 0.42, 0.86, 0.4, "$s_{t-1}$", role="query", rounded=False)
         _arrow(ax, [(x - 0.8, 0.62), (x - 0.8, query_into[1])])
-        _box(ax, x + 0.8, 0.42, 0.95, 0.4, "$h_1 \\dots h_S$", role="key", rounded=False)
+        _box(ax, x + 0.8, 0.42, 0.86, 0.4, "$h_1 \\dots h_S$", role="key", rounded=False)
     # Bahdanau: h_j into the score directly; s_{t-1} also into the GRU (left wire); h_j into the context (right).
     _arrow(ax, [(bx + 0.8, 0.62), (bx + 0.8, b["score"][1])])
-    _arrow(ax, [(bx - 0.8 - 0.475, 0.42), (0.2, 0.42), (0.2, 3.25), (b["gru"][0], 3.25)], dashed=True)
-    _arrow(ax, [(bx + 0.8 + 0.475, 0.42), (3.4, 0.42), (3.4, 2.3), (b["context"][2], 2.3)], dashed=True)
+    _arrow(ax, [(bx - 0.8 - 0.43, 0.42), (0.2, 0.42), (0.2, 3.25), (b["gru"][0], 3.25)], dashed=True)
+    _arrow(ax, [(bx + 0.8 + 0.43, 0.42), (3.4, 0.42), (3.4, 2.3), (b["context"][2], 2.3)], dashed=True)
     # Luong: h_j into the score and the context (right wire).
-    _arrow(ax, [(lx + 0.8 + 0.475, 0.42), (7.05, 0.42), (7.05, 2.3), (lu["score"][2], 2.3)], dashed=True)
+    _arrow(ax, [(lx + 0.8 + 0.43, 0.42), (7.05, 0.42), (7.05, 2.3), (lu["score"][2], 2.3)], dashed=True)
     _arrow(ax, [(7.05, 2.3), (7.05, 3.25), (lu["context"][2], 3.25)], dashed=True)
+    # The previous output token enters the GRU step of each.
+    _arrow(ax, [(3.52, 3.3), (b["gru"][2], 3.3)])
+    _label(ax, 3.37, 3.62, "$y_{t-1}$")
+    _box(ax, lx, 0.42, 0.58, 0.4, "$y_{t-1}$", rounded=False)
+    _arrow(ax, [(lx, 0.62), (lx, lu["gru"][1])])
     ax.plot([3.62, 3.62], [0.2, 5.5], color="#888888", lw=1.0, ls=(0, (2, 2)))
     alt = (
         "Diagram: one decoder step of each model, read from bottom to top. Bahdanau: 1, the previous state "

@@ -59,11 +59,11 @@ def screenshots() -> Path:
 class PageVisit:
     """One page opened in a fresh browser context, with what went wrong on the way recorded."""
 
-    def __init__(self, browser, site_url: str, path: str):
+    def __init__(self, browser, site_url: str, path: str, width: int = 1280):
         self.url = f"{site_url}/{path}"
         self.errors: list[str] = []
         self.outside: list[str] = []
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+        self.context = browser.new_context(viewport={"width": width, "height": 900}, service_workers="block")
         self.context.route("**/*", self._only_local)
         self.page = self.context.new_page()
         self.page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
@@ -96,8 +96,9 @@ class PageVisit:
 def visit(browser, site_url):
     visits: list[PageVisit] = []
 
-    def _open(path: str) -> PageVisit:
-        v = PageVisit(browser, site_url, path)
+    def _open(path: str, width: int = 1280) -> PageVisit:
+        """Open ``path`` of the site in a window ``width`` CSS pixels wide (900 high)."""
+        v = PageVisit(browser, site_url, path, width)
         visits.append(v)
         v.open()
         return v

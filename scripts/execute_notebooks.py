@@ -1,7 +1,7 @@
 """Re-run notebooks in place, each top to bottom in a fresh kernel of this Python, to refresh stored outputs.
 
 Used by `make execute` (which sets ATTNLIB_DEVICE=cpu, so that stored outputs are made on the CPU).
-It reports each notebook's wall time against the course's budget of 90 s per notebook and 6 minutes in all.
+It reports each notebook's wall time against the course's budget of 60 s per notebook and 6 minutes in all.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-PER_NOTEBOOK_BUDGET_S = 90.0
+PER_NOTEBOOK_BUDGET_S = 60.0
 TOTAL_BUDGET_S = 360.0
 
 

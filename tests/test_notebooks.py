@@ -149,7 +149,8 @@ def test_chapter_shape(notebook):
     assert re.search(r"^#+ What you will learn", prose, re.MULTILINE), f"{path.name}: no 'What you will learn'"
     assert re.search(r"^#+ Summary", prose, re.MULTILINE), f"{path.name}: no summary"
     assert re.search(r"^#+ Exercises", prose, re.MULTILINE), f"{path.name}: no exercises"
-    assert len(re.findall(r"\{dropdown\}", prose)) >= 3, f"{path.name}: fewer than three solutions in dropdowns"
+    solutions = len(re.findall(r"\{dropdown\}", prose)) + len(re.findall(r"\{solution-start\}", prose))
+    assert solutions >= 3, f"{path.name}: fewer than three solutions in dropdowns"
     assert re.search(r"[\u4e00-\u9fff]", prose), f"{path.name}: no Chinese term beside the English one"
 
 
@@ -394,3 +395,128 @@ def test_link_check_catches_an_unlinked_first_mention():
         None,
         "attnlib.attention.MultiHeadAttention",
     ]
+
+
+# Second edition: diagrams, hidden setup, code that fits the page, solutions that run.
+
+MAX_CODE_LINE = 88
+# Diagrams each chapter must show (attnlib.diagrams), at least.
+DIAGRAMS_PER_CHAPTER = {"01": 1, "02": 2, "03": 2, "04": 2}
+# Chapters whose solutions are sphinx-exercise dropdowns with their code in executed cells. The others still keep
+# their solution code in the prose, where nothing runs it; the second edition of chapters 5-8 moves them.
+EXECUTED_SOLUTIONS = {"01", "02", "03", "04"}
+
+
+def _fenced_code(text: str) -> list[str]:
+    """The lines inside the fenced code blocks of a markdown text (not MyST directives such as ```{note})."""
+    lines, fence, is_code = [], None, False
+    for line in text.splitlines():
+        match = re.match(r"\s*(`{3,}|~{3,})(.*)$", line)
+        if match and fence is None:
+            fence, is_code = match.group(1), not match.group(2).strip().startswith("{")
+            continue
+        if match and match.group(1).startswith(fence) and not match.group(2).strip():
+            fence = None
+            continue
+        if fence is not None and is_code:
+            lines.append(line)
+    return lines
+
+
+def test_no_code_line_is_wider_than_the_page(notebook):
+    # The site shows 88 characters of code without scrolling sideways (tests/site checks it in a browser).
+    path, nb = notebook
+    wide = []
+    for i, cell in enumerate(nb["cells"]):
+        source = "".join(cell["source"])
+        lines = source.splitlines() if cell["cell_type"] == "code" else _fenced_code(source)
+        wide += [(i, len(line)) for line in lines if len(line) > MAX_CODE_LINE and "http" not in line]
+    assert wide == [], f"{path.name}: code lines over {MAX_CODE_LINE} characters (cell, length): {wide[:8]}"
+
+
+def _setup_cells(nb: dict) -> list[tuple[int, dict]]:
+    """The code cells before the first section after "What you will learn": the Colab setup, imports, checks."""
+    seen_goals = False
+    cells = []
+    for i, cell in enumerate(nb["cells"]):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            headings = re.findall(r"^## (.+)$", source, re.MULTILINE)
+            if seen_goals and any(h != "What you will learn" for h in headings):
+                break
+            seen_goals = seen_goals or "What you will learn" in headings
+        elif seen_goals and source.strip():
+            cells.append((i, cell))
+    return cells
+
+
+def test_setup_cells_are_hidden_on_the_site(notebook):
+    path, nb = notebook
+    cells = _setup_cells(nb)
+    assert len(cells) >= 2, f"{path.name}: no setup cells found after 'What you will learn'"
+    for i, cell in cells:
+        tags = cell["metadata"].get("tags", [])
+        assert "hide-cell" in tags or "remove-cell" in tags, f"{path.name}: setup cell {i} is shown on the site"
+
+
+def _diagram_cells(nb: dict) -> list[tuple[int, dict, str]]:
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        match = re.fullmatch(r"(?:attnlib\.)?diagrams\.(\w+)\(\)", "".join(cell["source"]).strip())
+        if cell["cell_type"] == "code" and match:
+            found.append((i, cell, match.group(1)))
+    return found
+
+
+def test_diagrams_are_shown_described_and_captioned(notebook):
+    from attnlib import diagrams
+
+    path, nb = notebook
+    cells = _diagram_cells(nb)
+    assert len(cells) >= DIAGRAMS_PER_CHAPTER.get(path.name[:2], 0), f"{path.name}: too few diagrams"
+    for i, cell, name in cells:
+        assert name in diagrams.DIAGRAMS, f"{path.name}: cell {i} draws an unknown diagram {name!r}"
+        assert "hide-input" in cell["metadata"].get("tags", []), f"{path.name}: cell {i} shows its drawing code"
+        alt = cell["metadata"].get("mystnb", {}).get("image", {}).get("alt", "")
+        assert alt == diagrams.DIAGRAMS[name]().alt, (
+            f"{path.name}: cell {i}: the alt text must be attnlib.diagrams.{name}().alt, which describes it"
+        )
+        images = [o for o in cell["outputs"] if "image/png" in o.get("data", {})]
+        assert len(images) == 1 and "width" in images[0]["metadata"]["image/png"], f"{path.name}: cell {i}"
+        caption = "".join(nb["cells"][i + 1]["source"])
+        assert re.match(r"\*\*Figure \d+\.\d+\.\*\* ", caption), f"{path.name}: diagram {i} has no caption"
+
+
+def test_figures_are_numbered_in_order(notebook):
+    path, nb = notebook
+    chapter = int(path.name[:2])
+    prose = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    numbers = [(int(a), int(b)) for a, b in re.findall(r"^\*\*Figure (\d+)\.(\d+)\.\*\*", prose, re.MULTILINE)]
+    assert numbers == [(chapter, k) for k in range(1, len(numbers) + 1)], f"{path.name}: figures {numbers}"
+    images = sum(_has_image(c) for c in nb["cells"])
+    assert len(numbers) == images, f"{path.name}: {images} figures but {len(numbers)} captions"
+
+
+def test_solutions_run_and_every_exercise_has_one(notebook):
+    path, nb = notebook
+    prose = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    if path.name[:2] not in EXECUTED_SOLUTIONS:
+        return
+    labels = re.findall(r"^:label: (ex-[\w-]+)$", prose, re.MULTILINE)
+    starts = re.findall(r"\{solution-start\} (ex-[\w-]+)", prose)
+    assert len(labels) >= 3 and labels == starts, f"{path.name}: exercises {labels}, solutions {starts}"
+    assert prose.count("{solution-end}") == len(starts)
+    assert "{dropdown}" not in prose, f"{path.name}: a solution outside sphinx-exercise"
+    # Code in a solution is a code cell, so nbval runs it and checks what it prints.
+    inside, code_lines = False, []
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            if "{solution-start}" in source:
+                inside = True
+            code_lines += _fenced_code(source) if inside else []
+            if "{solution-end}" in source:
+                inside = False
+    assert code_lines == [], f"{path.name}: solution code in the prose is never run: {code_lines[:2]}"
+    titles = re.findall(r"^:::\{exercise\} (.+)$", prose, re.MULTILINE)
+    assert any(t.startswith("Implement") for t in titles), f"{path.name}: no exercise asks to implement something"

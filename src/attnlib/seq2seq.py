@@ -43,7 +43,7 @@ __all__ = [
 PAD, BOS, EOS = CharVocab.PAD, CharVocab.BOS, CharVocab.EOS
 
 SCORES = ("additive", "multiplicative")
-"""The two scores an RNN decoder can attend with: Bahdanau's MLP and Luong's ``s^T W_a h_j``."""
+"""The two scores an RNN decoder can attend with, Bahdanau's MLP and Luong's ``s^T W_a h_j``."""
 
 
 class Encoder(nn.Module):

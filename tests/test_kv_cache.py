@@ -564,3 +564,27 @@ def test_cache_argument_errors():
         model.decode(_target_in(2, 4), memory, memory_mask, cache=small)
         with pytest.raises(ValueError, match="max_len"):
             model.decode(_target_in(2, 1), memory, memory_mask, cache=small)
+
+
+# Decoding runs in eval mode, whatever mode the caller left the model in, and gives the modes back.
+
+
+def test_greedy_decode_in_train_mode_is_the_eval_mode_decode_and_restores_every_mode():
+    torch.manual_seed(7)
+    model = TransformerSeq2Seq(SRC_V, TGT_V, d_model=16, nhead=2, num_encoder_layers=2, num_decoder_layers=2,
+                               dim_feedforward=32, dropout=0.5, max_len=MAX_LEN).double()
+    with torch.no_grad():
+        model.generator.bias[EOS] = -1e4  # run to max_len, so that every step counts
+    source, lengths = _source([6, 2, 4, 5], seed=3)
+    expected, _ = model.eval().greedy_decode(source, lengths, max_len=12)
+    model.train()
+    model.encoder.layers[0].eval()  # a caller's own mix of modes must come back as it was
+    modes = {name: m.training for name, m in model.named_modules()}
+    cached, _ = model.greedy_decode(source, lengths, max_len=12)
+    plain, _ = model.greedy_decode(source, lengths, max_len=12, use_cache=False)
+    assert torch.equal(cached, expected) and torch.equal(plain, expected)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    # The premise: in train mode dropout does change what the decoder computes.
+    logits_a, _ = model(source, lengths, expected[:, :5])
+    logits_b, _ = model(source, lengths, expected[:, :5])
+    assert not torch.allclose(logits_a, logits_b)

@@ -527,3 +527,16 @@ def test_forward_rejects_bad_targets_and_greedy_bad_max_len():
         model(source, lengths, torch.full((2, 2), float(BOS)))
     with pytest.raises(ValueError, match="max_len"):
         model.greedy_decode(source, lengths, max_len=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_greedy_decode_runs_in_eval_mode_and_gives_the_modes_back(kind):
+    model = _model(kind, seed=5)
+    source, lengths = _source([4, 2, 5], seed=6)
+    expected, _ = model.greedy_decode(source, lengths, max_len=7)
+    model.train()
+    model.encoder.eval()
+    modes = {name: m.training for name, m in model.named_modules()}
+    tokens, _ = model.greedy_decode(source, lengths, max_len=7)
+    assert torch.equal(tokens, expected)
+    assert {name: m.training for name, m in model.named_modules()} == modes

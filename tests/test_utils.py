@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import attnlib
+from attnlib.utils import eval_mode
 
 
 def test_default_device_follows_cuda(monkeypatch):
@@ -111,3 +112,18 @@ def test_median_seconds_rejects_bad_counts():
         utils.median_seconds(lambda: None, repeats=0)
     with pytest.raises(ValueError, match="warmup"):
         utils.median_seconds(lambda: None, warmup=-1)
+
+
+def test_eval_mode_sets_eval_inside_and_restores_each_submodule_after_an_error():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5), torch.nn.Sequential(torch.nn.ReLU()))
+    model.train()
+    model[2].eval()
+    before = [m.training for m in model.modules()]
+    with pytest.raises(RuntimeError, match="inside"):
+        with eval_mode(model) as inner:
+            assert inner is model and not any(m.training for m in model.modules())
+            raise RuntimeError("inside")
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        with eval_mode("not a module"):
+            pass

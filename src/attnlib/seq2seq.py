@@ -28,6 +28,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from attnlib.attention import AdditiveAttention
 from attnlib.data import CharVocab
 from attnlib.functional import _check_length, _check_token_ids, padding_mask, scaled_dot_product_attention
+from attnlib.utils import eval_mode
 
 __all__ = [
     "Encoder",
@@ -262,9 +263,14 @@ class Seq2Seq(nn.Module):
         """Emit the most likely token at each step, starting from BOS, until every sequence has emitted EOS.
 
         Returns ``(tokens (B, T), weights (B, T, S) or None)`` with ``T <= max_len``: each row holds the emitted
-        tokens up to and including its EOS, then PAD; a row's weights after its EOS are zero.
+        tokens up to and including its EOS, then PAD; a row's weights after its EOS are zero. It runs in eval mode
+        and gives every submodule back its mode afterwards.
         """
         max_len = _check_length("max_len", max_len)
+        with eval_mode(self):
+            return self._greedy_decode(source, lengths, max_len)
+
+    def _greedy_decode(self, source: Tensor, lengths: Tensor, max_len: int) -> tuple[Tensor, Tensor | None]:
         memory, mask, summary = self.encode(source, lengths)
         state, prepared = self.decoder.start(summary), self.decoder.prepare(memory)
         token = torch.full((source.shape[0],), BOS, dtype=torch.long, device=source.device)

@@ -31,6 +31,7 @@ from attnlib.data import CharVocab
 from attnlib.efficient import KVCache, LayerKVCache
 from attnlib.functional import _check_dropout, _check_length, _check_token_ids, causal_mask, padding_mask
 from attnlib.positional import SinusoidalPositionalEncoding
+from attnlib.utils import eval_mode
 
 __all__ = [
     "FeedForward",
@@ -530,11 +531,18 @@ class TransformerSeq2Seq(nn.Module):
         difference in time). Returns ``(tokens (B, T), maps or None)`` with ``T <= max_len``: each row holds
         its tokens up to and including EOS, then PAD. With ``need_weights``, ``maps`` holds the attention
         weights of a final pass over the emitted tokens: thanks to the causal mask, row ``t`` of each map is what
-        the decoder used when it emitted token ``t``.
+        the decoder used when it emitted token ``t``. It runs in eval mode (no dropout) and gives every submodule
+        back its mode afterwards.
         """
         max_len = _check_length("max_len", max_len)
         if max_len > self.max_len:
             raise ValueError(f"max_len must be at most the model's max_len={self.max_len}, got {max_len}")
+        with eval_mode(self):
+            return self._greedy_decode(source, lengths, max_len, need_weights, use_cache)
+
+    def _greedy_decode(
+        self, source: Tensor, lengths: Tensor, max_len: int, need_weights: bool, use_cache: bool
+    ) -> tuple[Tensor, dict[str, list[Tensor]] | None]:
         memory, memory_mask, _ = self.encode(source, lengths)
         batch = source.shape[0]
         prefix = torch.full((batch, 1), BOS, dtype=torch.long, device=source.device)

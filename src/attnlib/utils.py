@@ -9,12 +9,13 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["get_device", "set_seed", "rounded", "median_seconds", "DEVICE_ENV_VAR"]
+__all__ = ["get_device", "set_seed", "rounded", "median_seconds", "eval_mode", "DEVICE_ENV_VAR"]
 
 DEVICE_ENV_VAR = "ATTNLIB_DEVICE"
 """The environment variable that overrides the device :func:`get_device` picks."""
@@ -147,3 +148,26 @@ def median_seconds(
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Put ``module`` in eval mode for a block, then give every submodule back the mode it had.
+
+    Decoding and other inference inside a library method use it, so that dropout never changes what a model
+    emits, whatever mode the caller left the model in (``with eval_mode(model): ...``).
+
+    Raises
+    ------
+    TypeError
+        If ``module`` is not a ``torch.nn.Module``.
+    """
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:  # each one's own flag, not train() on the root, which would set them all
+            m.training = training

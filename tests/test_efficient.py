@@ -161,3 +161,17 @@ def test_attention_peak_memory_sees_the_weight_matrix_and_its_absence():
         attention_peak_memory("naive", 8)
     with pytest.raises(ValueError, match="batch"):
         attention_peak_memory("plain", 8, batch=0)
+
+
+@pytest.mark.parametrize(("dtype", "margin"), [(torch.float16, 1.02), (torch.bfloat16, 1.05)])
+def test_half_precision_is_accumulated_in_float32_and_no_less_exact_than_torch(dtype, margin):
+    # At L = 2048 the running sum and output, if kept in half precision, lose about twice torch's accuracy.
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 2048, 64, generator=g) for _ in range(3))
+    exact = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    half = [t.to(dtype) for t in (q, k, v)]
+    ours = chunked_attention(*half, chunk_size=128)
+    assert ours.dtype == dtype and ours.shape == exact.shape
+    torch_error = (F.scaled_dot_product_attention(*half).double() - exact).abs().max()
+    our_error = (ours.double() - exact).abs().max()
+    assert our_error <= margin * torch_error, f"{our_error:.3g} against torch's {torch_error:.3g}"

@@ -64,7 +64,8 @@ def chunked_attention(
               o \leftarrow e^{m - m'} o + e^{S_b - m'} V_b, \qquad \text{output} = o / \ell .
 
     The full weight matrix is never built; only one (..., Lq, chunk_size) block at a time, so a forward pass needs
-    extra memory of about ``Lq * (2 * chunk_size + 3 * dv)`` numbers per batch entry and head. The result is
+    extra memory of about ``Lq * (2 * chunk_size + 3 * dv)`` numbers per batch entry and head (and a float32 copy
+    of the queries for half-precision inputs). The result is
     differentiable, but autograd keeps every block's weights for the backward pass, which adds up to the whole
     ``Lq x Lk`` matrix again: the saving is for inference (``torch.no_grad()``). FlashAttention saves memory in
     training too by recomputing each block in its backward pass.
@@ -83,6 +84,8 @@ def chunked_attention(
     Returns
     -------
     Tensor (..., Lq, dv)
+        In the dtype of the inputs. For float16 and bfloat16 inputs the scores, the running maximum and sum and
+        the output are kept in float32 and rounded once at the end, as fused kernels do.
 
     Raises
     ------
@@ -99,12 +102,17 @@ def chunked_attention(
     if mask is not None:
         mask = torch.broadcast_to(_check_mask(mask, scores_shape, query.device, "scores (..., Lq, Lk)"), scores_shape)
 
-    running_max = torch.full((*batch, lq, 1), float("-inf"), dtype=query.dtype, device=query.device)
-    running_sum = torch.zeros((*batch, lq, 1), dtype=query.dtype, device=query.device)
-    output = torch.zeros((*batch, lq, value.shape[-1]), dtype=query.dtype, device=query.device)
+    # Half-precision inputs are accumulated in float32, as fused kernels do: the scores, the running max and sum
+    # and the output, which is rounded back to the input's dtype once, at the end.
+    acc = torch.float32 if query.dtype in (torch.float16, torch.bfloat16) else query.dtype
+    q = query.to(acc)  # (..., Lq, d)
+    running_max = torch.full((*batch, lq, 1), float("-inf"), dtype=acc, device=query.device)
+    running_sum = torch.zeros((*batch, lq, 1), dtype=acc, device=query.device)
+    output = torch.zeros((*batch, lq, value.shape[-1]), dtype=acc, device=query.device)
     for start in range(0, lk, chunk_size):
         stop = min(start + chunk_size, lk)
-        scores = (query @ key[..., start:stop, :].transpose(-2, -1)) * scale  # (..., Lq, c): one block only
+        k_block, v_block = key[..., start:stop, :].to(acc), value[..., start:stop, :].to(acc)  # (..., c, d)
+        scores = (q @ k_block.transpose(-2, -1)) * scale  # (..., Lq, c): one block only
         if mask is not None:
             scores = scores.masked_fill(~mask[..., start:stop], float("-inf"))
         # The shift cancels out of the result, so it needs no gradient (detached), which lets the block's
@@ -116,10 +124,11 @@ def chunked_attention(
         rescale = torch.exp(running_max - shift)  # e^{m - m'}; 0 while nothing has been seen
         running_sum = running_sum * rescale + weights.sum(dim=-1, keepdim=True)
         # weights @ V_b is a fresh tensor that autograd does not need again, so the rescaled sum goes into it
-        output = (weights @ value[..., start:stop, :]).add_(output * rescale)
+        output = (weights @ v_block).add_(output * rescale)
         running_max = new_max
     empty = running_sum == 0  # rows that could attend to nothing: zero output, not 0/0
-    return torch.where(empty, torch.zeros_like(output), output / torch.where(empty, 1.0, running_sum))
+    result = torch.where(empty, torch.zeros_like(output), output / torch.where(empty, 1.0, running_sum))
+    return result.to(query.dtype)  # (..., Lq, dv)
 
 
 class LayerKVCache:

@@ -7,7 +7,7 @@ so ATTNLIB_DEVICE=cpu forces the CPU). Three tables:
    inputs, alternating between them so that both see the same machine state, and reports the medians over
    repeated runs and their ratio (below 1 means attnlib is faster). Goals: at most 1.2 for the layers against
    torch's, at most 1.3 for attnlib's weight-returning scaled_dot_product_attention against the three-line
-   matmul-softmax-matmul.
+   matmul-softmax-matmul, at most 1.1 for attnlib's causal attention against torch's is_causal kernel.
 2. Attention against the sequence length L: the peak extra memory of one forward pass (each measured in a fresh
    process, see attnlib.efficient.attention_peak_memory) and its median time, for the plain computation (the
    whole L x L matrix), the chunked one (online softmax, blocks of 128 keys) and torch's fused kernel.
@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import attnlib
@@ -113,7 +114,23 @@ def weights_returning_sdpa(device: torch.device, repeats: int, batch=8, heads=8,
     return label, *compare(step_ours, step_plain, device, repeats)
 
 
-BENCHMARKS = [multihead_attention, encoder_layer, encoder_layer_pre_ln, weights_returning_sdpa]
+def causal_attention(device: torch.device, repeats: int, batch=4, heads=8, length=1024, head_dim=64):
+    """attnlib's causal attention (is_causal=True, no weights) against torch's is_causal kernel."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(batch, heads, length, head_dim, generator=g).to(device).requires_grad_() for _ in range(3))
+
+    def step_ours():
+        out, _ = scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=False)
+        out.sum().backward()
+
+    def step_theirs():
+        F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+
+    label = f"causal attention, is_causal=True (B={batch}, H={heads}, L={length}, d={head_dim}) vs torch's is_causal"
+    return label, *compare(step_ours, step_theirs, device, repeats)
+
+
+BENCHMARKS = [multihead_attention, encoder_layer, encoder_layer_pre_ln, weights_returning_sdpa, causal_attention]
 
 
 def ratios(device: torch.device, repeats: int) -> None:

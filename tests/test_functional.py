@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -276,3 +277,54 @@ def test_padding_mask_hides_padded_keys():
     for b, n in enumerate(lengths):
         alone, _ = scaled_dot_product_attention(q[b], k[b, :n], v[b, :n])
         torch.testing.assert_close(out[b], alone)
+
+
+# is_causal: the same as the causal mask, and the pure causal case reaches torch's kernel as is_causal=True.
+
+
+@pytest.mark.parametrize(("lq", "lk"), [(5, 5), (3, 6), (6, 3)])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_is_causal_equals_the_causal_mask_alone_and_with_another_mask(lq, lk, need_weights):
+    g = torch.Generator().manual_seed(lq * 10 + lk)
+    q = torch.randn(2, 3, lq, 4, generator=g)
+    k, v = torch.randn(2, 3, lk, 4, generator=g), torch.randn(2, 3, lk, 5, generator=g)
+    causal = causal_mask(lq, lk)
+    out, w = scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=need_weights)
+    ref, ref_w = scaled_dot_product_attention(q, k, v, mask=causal, need_weights=True)
+    torch.testing.assert_close(out, ref)
+    if need_weights:
+        torch.testing.assert_close(w, ref_w)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True))
+    pad = padding_mask(torch.tensor([lk, max(1, lk - 2)]), lk)[:, None, None, :]  # (2, 1, 1, Lk)
+    out, _ = scaled_dot_product_attention(q, k, v, mask=pad, is_causal=True, need_weights=need_weights)
+    ref, _ = scaled_dot_product_attention(q, k, v, mask=pad & causal, need_weights=True)
+    torch.testing.assert_close(out, ref)
+
+
+def test_pure_causal_attention_reaches_torch_as_is_causal_without_a_mask():
+    q = k = v = torch.randn(1, 2, 6, 4)
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    with mock.patch.object(F, "scaled_dot_product_attention", spy):
+        scaled_dot_product_attention(q, k, v, is_causal=True, need_weights=False)
+        scaled_dot_product_attention(q, k, v, mask=causal_mask(6), need_weights=False)
+    assert calls[0].get("is_causal") is True and calls[0].get("attn_mask") is None
+    assert not calls[1].get("is_causal") and calls[1]["attn_mask"] is not None  # an explicit mask stays a mask
+    with pytest.raises(TypeError, match="is_causal must be a bool"):
+        scaled_dot_product_attention(q, k, v, is_causal=1)
+
+
+def test_is_causal_gradients_equal_the_causal_mask():
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(1, 2, 5, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    grads = []
+    for options in ({"is_causal": True}, {"mask": causal_mask(5)}):
+        out, _ = scaled_dot_product_attention(q, k, v, need_weights=False, **options)
+        grads.append(torch.autograd.grad(out.sum(), (q, k, v)))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)

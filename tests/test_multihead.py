@@ -134,3 +134,18 @@ def test_errors():
         MultiHeadAttention.from_torch(nn.MultiheadAttention(16, 4))
     with pytest.raises(ValueError, match="add_bias_kv"):
         MultiHeadAttention.from_torch(nn.MultiheadAttention(16, 4, add_bias_kv=True, batch_first=True))
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_is_causal_is_the_causal_mask(need_weights):
+    ours, _ = _pair(seed=4)
+    x = _randn(2, 7, 16, seed=5)
+    out, w = ours(x, x, x, is_causal=True, need_weights=need_weights)
+    ref, ref_w = ours(x, x, x, mask=causal_mask(7))
+    torch.testing.assert_close(out, ref, **TOL64)
+    if need_weights:
+        torch.testing.assert_close(w, ref_w, **TOL64)
+    keep = padding_mask(torch.tensor([7, 4]), 7)[:, None, :]  # (B, 1, Lk): combined with the causal mask
+    out, _ = ours(x, x, x, mask=keep, is_causal=True, need_weights=need_weights)
+    ref, _ = ours(x, x, x, mask=keep & causal_mask(7))
+    torch.testing.assert_close(out, ref, **TOL64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from unittest import mock
 
 import pytest
 import torch
@@ -654,3 +655,43 @@ def test_embeddings_start_at_the_scale_of_the_positional_encoding():
         scaled_rms = (embedding.weight * d_model**0.5).pow(2).mean().sqrt().item()
         pe_rms = model.positional.pe.pow(2).mean().sqrt().item()  # sin and cos: about 1/sqrt(2)
         assert 0.5 < scaled_rms / pe_rms < 2.0
+
+
+# The decoder's self-attention is causal through is_causal, which must equal the explicit causal mask.
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_decoder_layer_is_causal_equals_the_causal_mask_and_torch(norm_first):
+    theirs = _torch_layer("decoder", norm_first=norm_first)
+    ours = TransformerDecoderLayer.from_torch(theirs).eval()
+    theirs.eval()
+    x, memory = _randn(3, 5, D, seed=2), _randn(3, 4, D, seed=3)
+    _, causal = _masks()
+    out, _, _ = ours(x, memory, is_causal=True)
+    ref, _, _ = ours(x, memory, mask=causal)
+    torch.testing.assert_close(out, ref, **TOL64)
+    torch.testing.assert_close(out, theirs(x, memory, tgt_mask=~causal), **TOL64)
+
+
+def test_seq2seq_decoding_hands_torch_a_causal_flag_not_a_mask():
+    torch.manual_seed(0)
+    model = TransformerSeq2Seq(SRC_V, TGT_V, d_model=D, nhead=H, num_encoder_layers=1, num_decoder_layers=2,
+                               dim_feedforward=FF, dropout=0.0, max_len=12).eval()
+    source, lengths = random_source([4, 3], vocab_size=SRC_V)
+    target_in = random_target_in(2, 5, vocab_size=TGT_V)
+    calls = []
+    real = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    with mock.patch.object(F, "scaled_dot_product_attention", spy):
+        logits, _ = model(source, lengths, target_in)
+    causal_calls = [c for c in calls if c.get("is_causal")]
+    assert len(causal_calls) == 2 and all(c.get("attn_mask") is None for c in causal_calls)  # one per layer
+    # the same logits as with the mask written out
+    memory, memory_mask, _ = model.encode(source, lengths)
+    x = model._embed("target_in", model.target_embedding, target_in)
+    masked, _, _ = model.decoder(x, memory, mask=causal_mask(5), memory_mask=memory_mask)
+    torch.testing.assert_close(logits, model.generator(masked), **TOL32)

@@ -399,12 +399,15 @@ class MultiHeadAttention(nn.Module):
         value: Tensor,
         mask: Tensor | None = None,
         need_weights: bool = True,
+        is_causal: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``query`` (B, Lq, embed_dim) over ``key`` (B, Lk, kdim) to ``value`` (B, Lk, vdim).
 
         ``mask`` is boolean, True = may attend. A 2-D (Lq, Lk) or 3-D (B, Lq, Lk) mask applies to every head;
         a 4-D mask must broadcast to (B, H, Lq, Lk). A padding mask from :func:`attnlib.functional.padding_mask`
-        of shape (B, Lk) goes in as ``mask[:, None, :]``.
+        of shape (B, Lk) goes in as ``mask[:, None, :]``. ``is_causal`` adds the causal mask (query ``i`` sees
+        keys ``0..i``) and, without another mask and weights, hands it to torch's causal kernel (see
+        :func:`attnlib.functional.scaled_dot_product_attention`).
 
         Returns ``(output (B, Lq, embed_dim), weights (B, H, Lq, Lk))``, the weights per head and before
         dropout; ``weights`` is None when ``need_weights`` is False, and then torch's fused kernel does the work.
@@ -431,7 +434,9 @@ class MultiHeadAttention(nn.Module):
                 f"key and value must have the same length Lk: key has shape {tuple(key.shape)}, "
                 f"value has shape {tuple(value.shape)}"
             )
-        return self.attend(query, *self.project_kv(key, value), mask=mask, need_weights=need_weights)
+        return self.attend(
+            query, *self.project_kv(key, value), mask=mask, need_weights=need_weights, is_causal=is_causal
+        )
 
     def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """The keys and values of every head: ``key`` (B, Lk, kdim), ``value`` (B, Lk, vdim) ->
@@ -440,7 +445,13 @@ class MultiHeadAttention(nn.Module):
         return self._split(self.k_proj(key)), self._split(self.v_proj(value))
 
     def attend(
-        self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, need_weights: bool = True
+        self,
+        query: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = True,
+        is_causal: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """The rest of :meth:`forward` once the keys and values are projected: ``query`` (B, Lq, embed_dim)
         attends over ``k``, ``v`` (B, H, Lk, head_dim) from :meth:`project_kv`. Returns as :meth:`forward`."""
@@ -448,7 +459,9 @@ class MultiHeadAttention(nn.Module):
             mask = mask.unsqueeze(1)  # (B, 1, Lq, Lk): the same for every head
         q = self._split(self.q_proj(query))  # (B, H, Lq, head_dim)
         p = self.dropout if self.training else 0.0
-        out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p, need_weights=need_weights)
+        out, weights = scaled_dot_product_attention(
+            q, k, v, mask=mask, dropout_p=p, need_weights=need_weights, is_causal=is_causal
+        )  # (B, H, Lq, head_dim), (B, H, Lq, Lk) or None
         out = out.transpose(1, 2).reshape(query.shape[0], query.shape[1], self.embed_dim)  # (B, Lq, E): heads joined
         return self.out_proj(out), weights  # (B, Lq, E), (B, H, Lq, Lk) or None
 

@@ -305,6 +305,7 @@ def scaled_dot_product_attention(
     dropout_p: float = 0.0,
     scale: float | None = None,
     need_weights: bool = True,
+    is_causal: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     r"""Scaled dot-product attention, :math:`\mathrm{softmax}(QK^\top / \sqrt{d})\,V`, as in Vaswani et al. (2017).
 
@@ -328,6 +329,11 @@ def scaled_dot_product_attention(
         Multiplies the scores; default ``1 / sqrt(d)``.
     need_weights : bool
         If False, return ``(output, None)`` and let torch's fused kernel do the work (the path training takes).
+    is_causal : bool
+        Query ``i`` may attend only to keys ``0..i``: the same as ``mask=causal_mask(Lq, Lk)`` (the diagonal starts
+        at the top left), combined with ``mask`` if one is given too. Prefer it to the explicit mask: with
+        ``need_weights=False`` and no other mask, it reaches torch's kernel as ``is_causal=True``, which never
+        builds the mask and skips the blocks above the diagonal (FlashAttention on a GPU does).
 
     Returns
     -------
@@ -341,7 +347,8 @@ def scaled_dot_product_attention(
     ------
     TypeError
         If query, key or value is not a floating-point tensor or their dtypes differ, if ``mask`` is not
-        boolean, if ``dropout_p`` or ``scale`` is not a number, or if ``need_weights`` is not a bool.
+        boolean, if ``dropout_p`` or ``scale`` is not a number, or if ``need_weights`` or ``is_causal`` is not a
+        bool.
     ValueError
         If the feature sizes of query and key differ, the lengths of key and value differ, the batch shapes
         cannot broadcast, the mask cannot broadcast to ``(..., Lq, Lk)``, ``dropout_p`` is outside [0, 1),
@@ -349,13 +356,22 @@ def scaled_dot_product_attention(
     """
     batch = _check_qkv(query, key, value)
     dropout_p = _check_dropout(dropout_p)
-    if not isinstance(need_weights, bool):
-        raise TypeError(f"need_weights must be a bool, got {type(need_weights).__name__}")
+    for name, flag in (("need_weights", need_weights), ("is_causal", is_causal)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     scale = _check_scale(scale, query.shape[-1])
     scores_shape = batch + (query.shape[-2], key.shape[-2])  # (..., Lq, Lk)
     if mask is not None:
         mask = _check_mask(mask, scores_shape, query.device, "scores (..., Lq, Lk)")
 
+    if not need_weights and is_causal and mask is None:
+        # The pure causal case: torch's kernel knows it and never needs the mask (no row is ever empty).
+        query, key, value = (t.expand(batch + t.shape[-2:]) for t in (query, key, value))
+        out = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout_p, scale=scale, is_causal=True)
+        return out, None
+    if is_causal:
+        future = causal_mask(query.shape[-2], key.shape[-2], device=query.device)  # (Lq, Lk)
+        mask = future if mask is None else mask & future
     if not need_weights:
         return _fused_attention(query, key, value, mask, batch, dropout_p, scale), None
 

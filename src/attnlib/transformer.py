@@ -261,17 +261,20 @@ class TransformerDecoderLayer(_Layer):
         memory_mask: Tensor | None = None,
         need_weights: bool = False,
         cache: LayerKVCache | None = None,
+        is_causal: bool = False,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """``x`` (B, T, d_model), ``memory`` (B, S, d_model) -> ``(output (B, T, d_model), self-attention weights
         (B, H, T, T), cross-attention weights (B, H, T, S))``, the weights None unless ``need_weights``.
 
-        ``mask`` is the self-attention mask (normally ``causal_mask(T)``); ``memory_mask`` says which memory
-        positions each query may attend to (normally the source padding mask as ``pad[:, None, :]``).
+        ``mask`` is the self-attention mask and ``is_causal`` adds the causal one; a decoder normally passes
+        ``is_causal=True`` alone, which lets torch's causal kernel do the work (it equals
+        ``mask=causal_mask(T)``). ``memory_mask`` says which memory positions each query may attend to
+        (normally the source padding mask as ``pad[:, None, :]``).
 
         With a ``cache`` (:class:`attnlib.efficient.LayerKVCache`), ``x`` holds only the ``T`` new positions: their
         keys and values are appended to the cache and they attend causally over every cached position (so
-        ``mask`` must be None, and the self-attention weights are (B, H, T, cached + T)); the memory's keys and
-        values are projected once and reused.
+        ``mask`` must be None, ``is_causal`` changes nothing, and the self-attention weights are
+        (B, H, T, cached + T)); the memory's keys and values are projected once and reused.
         """
         _check_sequence("x", x, self.d_model)
         _check_sequence("memory", memory, self.d_model)
@@ -280,7 +283,9 @@ class TransformerDecoderLayer(_Layer):
                 f"x and memory must share the batch size, got shapes {tuple(x.shape)} and {tuple(memory.shape)}"
             )
         if cache is None:
-            x, self_w = self._residual(x, 1, lambda h: self.self_attn(h, h, h, mask=mask, need_weights=need_weights))
+            x, self_w = self._residual(
+                x, 1, lambda h: self.self_attn(h, h, h, mask=mask, need_weights=need_weights, is_causal=is_causal)
+            )
             x, cross_w = self._residual(
                 x, 2, lambda h: self.multihead_attn(h, memory, memory, mask=memory_mask, need_weights=need_weights)
             )
@@ -375,11 +380,12 @@ class TransformerDecoder(_Stack):
         memory_mask: Tensor | None = None,
         need_weights: bool = False,
         cache: KVCache | None = None,
+        is_causal: bool = False,
     ) -> tuple[Tensor, list[Tensor] | None, list[Tensor] | None]:
         """``x`` (B, T, d_model), ``memory`` (B, S, d_model) -> ``(output (B, T, d_model), self_weights,
         cross_weights)``, the weights as lists over the layers when ``need_weights``, else None.
 
-        The masks go to every layer, as in :meth:`TransformerDecoderLayer.forward`. With a ``cache``
+        The masks and ``is_causal`` go to every layer, as in :meth:`TransformerDecoderLayer.forward`. With a ``cache``
         (:class:`attnlib.efficient.KVCache` with one entry per layer), ``x`` holds only the new positions, as in
         :meth:`TransformerDecoderLayer.forward`.
         """
@@ -397,6 +403,7 @@ class TransformerDecoder(_Stack):
                 memory_mask=memory_mask,
                 need_weights=need_weights,
                 cache=None if cache is None else cache[i],
+                is_causal=is_causal,
             )
             self_weights.append(s)
             cross_weights.append(c)
@@ -497,14 +504,13 @@ class TransformerSeq2Seq(nn.Module):
                 f"source and target_in must share the batch size, got {memory.shape[0]} and {target_in.shape[0]}"
             )
         if cache is None:
+            # causal self-attention, through torch's causal kernel when no weights are needed
             x = self._embed("target_in", self.target_embedding, target_in)
-            mask = causal_mask(target_in.shape[1], device=target_in.device)  # (T, T)
         else:
             # the new tokens come after the cached ones; the cached self-attention applies the causal mask itself
             x = self._embed("target_in", self.target_embedding, target_in, offset=cache.length)
-            mask = None
         x, self_w, cross_w = self.decoder(
-            x, memory, mask=mask, memory_mask=memory_mask, need_weights=need_weights, cache=cache
+            x, memory, memory_mask=memory_mask, need_weights=need_weights, cache=cache, is_causal=cache is None
         )
         return self.generator(x), self_w, cross_w
 

@@ -27,6 +27,22 @@ REQUIRED = {
     "bahdanau_luong_step": ["Bahdanau", "Luong", "score with $s_{t-1}$", "score with $s_t$",
                             "\\tanh(W s_{t-1} + U h_j)", "s_t^\\top W_a h_j", "GRU}([y_{t-1}; c_t]",
                             "GRU}(y_{t-1}", "W_c [c_t; s_t]"],
+    "attention_masks": ["causal", "padding", "causal AND padding", "<pad>", "green", "scores $S$", "softmax",
+                        "weights $A$", "-\\infty", "0 where blocked", "rows sum to 1", "may attend", "blocked"],
+    "multihead_reshape": ["input $X$", "$W_Q$", "$(B, L, d)$", "$(B, H, L, d_k)$", "$Q_1$", "$Q_4$", "split",
+                          "attention in each head", "$O_1$", "concat", "$W_O$", "output", "$K$ and $V$"],
+    "post_pre_ln": ["post-LN", "pre-LN", "\\mathrm{LN}(x_l + F(x_l))", "x_l + F(\\mathrm{LN}(x_l))", "LayerNorm",
+                    "sublayer $F$", "residual", "$x_{l+1}$"],
+    "encoder_decoder_masks": ["encoder", "decoder", "source padding", "causal AND target padding",
+                              "cross-attention", "memory", "$K, V$", "$Q$", "shifted right", "next token",
+                              "\\times N"],
+    "vit_pipeline": ["image", "16 patches", "linear $E$", "[CLS]", "position", "Transformer\nencoder",
+                     "MLP head", "class", "output"],
+    "kv_cache_steps": ["query", "cached keys", "cached values", "$t = 1$", "$t = 4$", "$q_4$", "4 scores",
+                       "thick frame", "without the cache"],
+    "flash_tiling": ["tile by tile", "$Q_1$", "$K_4$", "skipped if causal", "outer loop: query blocks",
+                     "inner loop: key blocks", "slow memory (HBM)", "fast memory (SRAM", "$S_{32}$",
+                     "row max, sum", "written", "at each $j$"],
 }
 
 

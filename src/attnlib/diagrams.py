@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
+from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
 from matplotlib.path import Path
 from matplotlib.text import Text
 
@@ -43,6 +43,13 @@ __all__ = [
     "qkv_sources",
     "context_vectors",
     "bahdanau_luong_step",
+    "attention_masks",
+    "multihead_reshape",
+    "post_pre_ln",
+    "encoder_decoder_masks",
+    "vit_pipeline",
+    "kv_cache_steps",
+    "flash_tiling",
 ]
 
 DPI = 200
@@ -605,6 +612,473 @@ def bahdanau_luong_step() -> Diagram:
     return _finish(fig, "bahdanau_luong_step", title, alt)
 
 
+# Chapter 5
+
+
+def _grid(ax, x, y, levels, cell, hatch_blocked=False):
+    """A grid of cells, its top left at (x, y), one grey ``level`` in [0, 1] per cell (0 white, 1 darkest);
+    with ``hatch_blocked`` the cells of level 0 get a cross hatch. Returns its (x0, y0, x1, y1)."""
+    rows, cols = len(levels), len(levels[0])
+    for r in range(rows):
+        for c in range(cols):
+            level = 1.0 - 0.75 * float(levels[r][c])
+            blocked = hatch_blocked and float(levels[r][c]) == 0.0
+            ax.add_patch(
+                Rectangle((x + c * cell, y - (r + 1) * cell), cell, cell, facecolor=(level, level, level),
+                          edgecolor=INK, linewidth=0.8, hatch="xx" if blocked else None)
+            )
+    return x, y - rows * cell, x + cols * cell, y
+
+
+def multihead_reshape() -> Diagram:
+    """Multi-head attention as reshapes: (B, L, d) -> (B, H, L, d_k) -> attention per head -> concat -> W_O."""
+    title = "Multi-head attention: split, attend in each head, concatenate"
+    fig, ax = _canvas(7.2, 4.6, title)
+    c, gap, heads, dk, rows = 0.17, 0.06, 4, 2, 4
+    mid = rows * c / 2
+
+    def banded(x, top, role, name, shape, numbered=False):
+        # A (L x d) matrix drawn as H bands of d_k columns, a small gap between them.
+        for h in range(heads):
+            _cells(ax, x + h * (dk * c + gap), top - rows * c, rows, dk, role, c)
+            if numbered:
+                _label(ax, x + h * (dk * c + gap) + dk * c / 2, top + 0.15, f"{h + 1}", size=SMALL)
+        width = heads * dk * c + (heads - 1) * gap
+        _label(ax, x + width / 2, top + (0.45 if numbered else 0.18), name)
+        _label(ax, x + width / 2, top - rows * c - 0.2, shape, size=SMALL)
+        return x, top - rows * c, x + width, top
+
+    def split(x, top, role, name, shape):
+        # H matrices of (L x d_k), one per head, side by side.
+        step = dk * c + 0.2
+        for h in range(heads):
+            _cells(ax, x + h * step, top - rows * c, rows, dk, role, c)
+            _label(ax, x + h * step + dk * c / 2, top + 0.18, f"${name}_{h + 1}$")
+        width = (heads - 1) * step + dk * c
+        _label(ax, x + width / 2, top - rows * c - 0.2, shape, size=SMALL)
+        return x, top - rows * c, x + width, top
+
+    top1, top2 = 3.6, 1.3
+    x_in = _cells(ax, 0.2, top1 - rows * c, rows, heads * dk, "input", c)
+    _label(ax, 0.2 + heads * dk * c / 2, top1 + 0.18, "input $X$")
+    _label(ax, 0.2 + heads * dk * c / 2, top1 - rows * c - 0.2, "$(B, L, d)$", size=SMALL)
+    wq = _box(ax, 2.0, top1 - mid, 0.55, 0.4, "$W_Q$", rounded=False)
+    _arrow(ax, [(x_in[2] + 0.03, top1 - mid), (wq[0], top1 - mid)])
+    q = banded(2.55, top1, "query", "$Q = XW_Q$, in $H$ bands", "$(B, L, H \\cdot d_k)$", numbered=True)
+    _arrow(ax, [(wq[2], top1 - mid), (q[0] - 0.02, top1 - mid)])
+    qh = split(4.8, top1, "query", "Q", "$(B, H, L, d_k)$")
+    _arrow(ax, [(q[2] + 0.03, top1 - mid), (qh[0] - 0.03, top1 - mid)])
+    _label(ax, (q[2] + qh[0]) / 2, top1 - mid + 0.22, "split", size=SMALL)
+    centre = (qh[0] + qh[2]) / 2
+    att = _box(ax, centre, 2.05, 2.2, 0.42, "attention in each head", bold_edge=True)
+    _arrow(ax, [(centre, 2.55), (centre, att[3])])
+    _label(ax, 2.3, 2.2, "$K$ and $V$ are split the same way", size=SMALL)
+    _label(ax, 2.3, 1.9, "here $H = 4$, $d_k = 2$, $d = H \\cdot d_k = 8$", size=SMALL)
+    oh = split(4.8, top2, "value", "O", "$(B, H, L, d_k)$")
+    _arrow(ax, [(centre, att[1]), (centre, top2 + 0.32)])
+    cat = banded(2.55, top2, "value", "$[O_1, \\dots, O_H]$", "$(B, L, H \\cdot d_k)$")
+    _arrow(ax, [(oh[0] - 0.03, top2 - mid), (cat[2] + 0.03, top2 - mid)])
+    _label(ax, (cat[2] + oh[0]) / 2, top2 - mid + 0.22, "concat", size=SMALL)
+    wo = _box(ax, 2.0, top2 - mid, 0.55, 0.4, "$W_O$", rounded=False)
+    _arrow(ax, [(cat[0] - 0.02, top2 - mid), (wo[2], top2 - mid)])
+    out = _cells(ax, 0.2, top2 - rows * c, rows, heads * dk, "value", c)
+    _label(ax, 0.2 + heads * dk * c / 2, top2 + 0.18, "output")
+    _label(ax, 0.2 + heads * dk * c / 2, top2 - rows * c - 0.2, "$(B, L, d)$", size=SMALL)
+    _arrow(ax, [(wo[0], top2 - mid), (out[2] + 0.03, top2 - mid)])
+    alt = (
+        "Diagram: multi-head attention as reshapes, for H = 4 heads. The input X of shape (B, L, d) is "
+        "multiplied by W_Q, giving Q, whose d = H times d_k columns fall into four bands numbered 1 to 4. A view "
+        "and a transpose split it into four matrices Q_1 to Q_4, of shape (B, H, L, d_k); K and V are split the "
+        "same way. Attention runs in each head on its own, giving four outputs O_1 to O_4; a transpose and a "
+        "reshape put them side by side again, concatenated to (B, L, H times d_k), and W_O mixes them into the "
+        "output of shape (B, L, d)."
+    )
+    return _finish(fig, "multihead_reshape", title, alt)
+
+
+def attention_masks() -> Diagram:
+    """The causal and the padding mask as matrices, their AND, and what the softmax makes of it."""
+    import torch  # the masks are attnlib's own, so the picture cannot drift from the code
+
+    from attnlib.functional import causal_mask, masked_softmax, padding_mask
+
+    title = "Masks: which query may attend to which key"
+    fig, ax = _canvas(7.2, 5.2, title)
+    words = ["I", "like", "green", "tea", "<pad>", "<pad>"]
+    n, c = len(words), 0.2
+    causal = causal_mask(n)
+    pad = padding_mask(torch.tensor([4]), n)[0]
+    both = causal & pad[None, :]
+    allowed = 0.75
+    top = 4.0
+    panels = [
+        (0.85, causal, "causal"),
+        (3.0, pad[None, :].expand(n, n), "padding"),
+        (5.15, both, "causal AND padding"),
+    ]
+    for x, mask, heading in panels:
+        _grid(ax, x, top, (mask.float() * allowed).tolist(), c, hatch_blocked=True)
+        _label(ax, x + n * c / 2, top + 0.2, heading, fontweight="bold")
+        for j, word in enumerate(words):
+            _label(ax, x + (j + 0.5) * c, top - n * c - 0.08, word, size=SMALL, rotation=90, va="top")
+    for i, word in enumerate(words):
+        _label(ax, 0.8, top - (i + 0.5) * c, word, size=SMALL, ha="right")
+    _label(ax, 2.52, top - n * c / 2, "AND", size=SMALL)
+    _label(ax, 4.67, top - n * c / 2, "=", size=16)
+    _label(ax, 0.1, 4.6, '"I like green tea" and two pads; rows: queries, columns: keys', size=SMALL, ha="left",
+           style="italic")
+    # What the softmax makes of the combined mask: exact zeros where blocked, rows that still sum to one.
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(n, n, generator=generator)
+    weights = masked_softmax(scores, both)
+    c2, top2 = 0.17, 1.45
+    shade = ((scores - scores.min()) / (scores.max() - scores.min()) * 0.6 + 0.1).tolist()
+    s = _grid(ax, 0.3, top2, shade, c2)
+    _label(ax, (s[0] + s[2]) / 2, top2 + 0.18, "scores $S$")
+    _arrow(ax, [(s[2] + 0.05, top2 - n * c2 / 2), (2.55, top2 - n * c2 / 2)])
+    _label(ax, (s[2] + 2.55) / 2, top2 - n * c2 / 2 + 0.45, "$S_{ij} = -\\infty$", size=SMALL)
+    _label(ax, (s[2] + 2.55) / 2, top2 - n * c2 / 2 + 0.19, "if blocked", size=SMALL)
+    soft = _box(ax, 3.15, top2 - n * c2 / 2, 1.1, 0.42, "softmax", rounded=True)
+    _label(ax, 3.15, top2 - n * c2 / 2 - 0.4, "of each row", size=SMALL)
+    a = _grid(ax, 4.1, top2, (weights / weights.max()).tolist(), c2, hatch_blocked=True)
+    _arrow(ax, [(soft[2], top2 - n * c2 / 2), (a[0] - 0.05, top2 - n * c2 / 2)])
+    _label(ax, (a[0] + a[2]) / 2, top2 + 0.18, "weights $A$")
+    _label(ax, a[2] + 0.2, top2 - 0.12, "0 where blocked,", size=SMALL, ha="left")
+    _label(ax, a[2] + 0.2, top2 - 0.4, "rows sum to 1", size=SMALL, ha="left")
+    # The legend: darker is more (a weight, or "may attend"); crossed is blocked.
+    for k, (level, hatch, text) in enumerate([(allowed, None, "may attend"), (0.0, "xx", "blocked")]):
+        y = 0.55 - 0.32 * k
+        face = 1.0 - 0.75 * level
+        ax.add_patch(Rectangle((a[2] + 0.2, y - 0.09), 0.18, 0.18, facecolor=(face, face, face), edgecolor=INK,
+                               linewidth=0.8, hatch=hatch))
+        _label(ax, a[2] + 0.5, y, text, size=SMALL, ha="left")
+    alt = (
+        "Diagram: three 6 by 6 grids for the sentence I like green tea padded with two pad tokens, queries as "
+        "rows and keys as columns, shaded where the query may attend and crossed out where it is blocked. The "
+        "causal mask allows the lower triangle, the padding mask blocks the two pad columns for every query, and "
+        "causal AND padding is both at once. Below, a grid of scores gets minus infinity where the combined mask "
+        "blocks, and the softmax of each row gives weights that are exactly zero there while each row still sums "
+        "to one."
+    )
+    return _finish(fig, "attention_masks", title, alt)
+
+
+
+# Chapter 6
+
+
+def _sum_node(ax, x, y, r=0.14):
+    """A circle with a plus in it, centred on (x, y): a residual addition. Returns its (x0, y0, x1, y1)."""
+    ax.add_patch(Circle((x, y), r, facecolor="white", edgecolor=INK, linewidth=1.3))
+    ax.plot([x - r * 0.6, x + r * 0.6], [y, y], color=INK, lw=1.3)
+    ax.plot([x, x], [y - r * 0.6, y + r * 0.6], color=INK, lw=1.3)
+    return x - r, y - r, x + r, y + r
+
+
+def post_pre_ln() -> Diagram:
+    """One sublayer with its residual in the post-LN order (2017) and in the pre-LN order, side by side."""
+    title = "Where the LayerNorm goes: post-LN and pre-LN"
+    fig, ax = _canvas(7.2, 5.4, title)
+    w, h = 2.1, 0.46
+    for x, heading, formula, order in [
+        (1.75, "(a) post-LN", "$x_{l+1} = \\mathrm{LN}(x_l + F(x_l))$", ["F", "+", "LN"]),
+        (5.35, "(b) pre-LN", "$x_{l+1} = x_l + F(\\mathrm{LN}(x_l))$", ["LN", "F", "+"]),
+    ]:
+        _label(ax, x, 4.8, heading, fontweight="bold")
+        _label(ax, x, 4.45, formula)
+        _label(ax, x, 0.3, "$x_l$")
+        ys = {"F": None, "+": None, "LN": None}
+        y, below = 1.55, 0.45
+        for part in order:
+            if part == "+":
+                node = _sum_node(ax, x, y)
+                ys["+"] = y
+                _arrow(ax, [(x, below), (x, node[1])])
+                below = node[3]
+                y += 0.75
+            else:
+                text = "sublayer $F$\n(attention or FFN)" if part == "F" else "LayerNorm"
+                box = _box(ax, x, y + 0.1, w, 0.62 if part == "F" else h, text, role="plain")
+                ys[part] = y + 0.1
+                _arrow(ax, [(x, below), (x, box[1])])
+                below = box[3]
+                y += 1.0
+        _arrow(ax, [(x, below), (x, 3.8)])
+        _label(ax, x, 3.9, "$x_{l+1}$", va="bottom")
+        # The residual: from below the first part, around the right, into the sum.
+        _arrow(ax, [(x, 0.85), (x + 1.45, 0.85), (x + 1.45, ys["+"]), (x + 0.14, ys["+"])])
+        _label(ax, x + 1.6, 1.6, "residual", size=SMALL, rotation=90)
+    ax.plot([3.6, 3.6], [0.2, 4.95], color="#888888", lw=1.0, ls=(0, (2, 2)))
+    alt = (
+        "Diagram: one sublayer F, attention or the feed-forward network, with its residual connection, in two "
+        "orders. (a) Post-LN, the order of the 2017 paper: the input x_l goes through F, is added to the residual "
+        "copy of x_l, and the sum goes through a LayerNorm, so x_(l+1) = LN(x_l + F(x_l)) and the residual path "
+        "passes through every LayerNorm. (b) Pre-LN: the LayerNorm comes first, then F, and the residual adds the "
+        "untouched x_l, so x_(l+1) = x_l + F(LN(x_l)) and the residual path runs from input to output without "
+        "any LayerNorm on it."
+    )
+    return _finish(fig, "post_pre_ln", title, alt)
+
+
+def _frame(ax, x0, y0, x1, y1):
+    """A dashed grey frame around the boxes of one block (drawn as lines, so labels may sit inside)."""
+    ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color="#777777", lw=1.0, ls=(0, (3, 2)))
+
+
+def encoder_decoder_masks() -> Diagram:
+    """The encoder-decoder Transformer: which sequence feeds each attention, and the mask each one uses."""
+    title = "The encoder-decoder Transformer and its three masks"
+    fig, ax = _canvas(7.2, 5.6, title)
+    ex, dx, ew, dw, bh = 1.45, 4.75, 1.9, 2.7, 0.62
+    icon = 0.11
+
+    def mask_icon(x, y, rows, cols, allowed):
+        # A small mask: shaded where a query (row) may attend to a key (column), crossed where blocked.
+        levels = [[0.75 if allowed(i, j) else 0.0 for j in range(cols)] for i in range(rows)]
+        _grid(ax, x, y + rows * icon / 2, levels, icon, hatch_blocked=True)
+
+    # The encoder: source tokens, self-attention with the source padding mask, FFN; N blocks.
+    _label(ax, ex, 4.95, "encoder", fontweight="bold")
+    _label(ax, ex, 0.3, "source tokens (padded)", size=SMALL)
+    e1 = _box(ax, ex, 1.45, ew, bh, "self-attention\nsource padding", role="input")
+    e2 = _box(ax, ex, 2.5, ew, bh, "feed-forward")
+    _arrow(ax, [(ex, 0.48), (ex, e1[1])])
+    _arrow(ax, [(ex, e1[3]), (ex, e2[1])])
+    mask_icon(2.55, 1.45, 5, 5, lambda i, j: j < 4)
+    _frame(ax, e1[0] - 0.1, e1[1] - 0.12, e2[2] + 0.1, e2[3] + 0.12)
+    _label(ax, e1[0] - 0.1, e2[3] + 0.3, "$\\times N$", ha="left", size=SMALL)
+    # The memory: the encoder's output, the keys and values of every cross-attention.
+    _arrow(ax, [(ex, e2[3]), (ex, 3.6), (3.05, 3.6), (3.05, 2.45), (dx - dw / 2, 2.45)])
+    _label(ax, 2.25, 3.8, "memory", size=SMALL)
+    _label(ax, 2.95, 3.0, "$K, V$", size=SMALL, ha="right")
+    # The decoder: target tokens shifted right, masked self-attention, cross-attention, FFN; then the head.
+    _label(ax, dx, 4.95, "decoder", fontweight="bold")
+    _label(ax, dx, 0.3, "target, shifted right (padded)", size=SMALL)
+    d1 = _box(ax, dx, 1.45, dw, bh, "masked self-attention\ncausal AND target padding", role="input")
+    d2 = _box(ax, dx, 2.45, dw, bh, "cross-attention\nsource padding", role="input")
+    d3 = _box(ax, dx, 3.45, dw, bh, "feed-forward")
+    head = _box(ax, dx, 4.45, dw, 0.42, "linear, softmax: next token")
+    _arrow(ax, [(dx, 0.48), (dx, d1[1])])
+    for lower, upper in ((d1, d2), (d2, d3)):
+        _arrow(ax, [(dx, lower[3]), (dx, upper[1])])
+    _label(ax, dx + 0.12, (d1[3] + d2[1]) / 2, "$Q$", size=SMALL, ha="left")
+    _arrow(ax, [(dx, d3[3]), (dx, head[1])])
+    _frame(ax, d1[0] - 0.1, d1[1] - 0.12, d3[2] + 0.1, d3[3] + 0.12)
+    _label(ax, d3[2] + 0.17, d3[3] + 0.1, "$\\times N$", ha="left", size=SMALL)
+    mask_icon(6.3, 1.45, 4, 4, lambda i, j: j <= i and j < 3)
+    mask_icon(6.3, 2.45, 4, 5, lambda i, j: j < 4)
+    _label(ax, 7.12, 0.85, "grid rows: queries", size=SMALL, ha="right")
+    _label(ax, 7.12, 0.6, "grid columns: keys", size=SMALL, ha="right")
+    alt = (
+        "Diagram: the encoder-decoder Transformer with the mask of each attention drawn as a small grid, rows "
+        "for queries and columns for keys. The encoder reads the padded source tokens; its self-attention uses "
+        "the source padding mask, which blocks the padded key columns; a feed-forward network follows, and the "
+        "pair repeats N times. The encoder's output, the memory, gives the keys and values of the decoder's "
+        "cross-attention. The decoder reads the target shifted right by one; its masked self-attention uses the "
+        "causal mask AND the target padding mask, a lower triangle without the padded columns; its "
+        "cross-attention takes its queries from the decoder and uses the source padding mask; a feed-forward "
+        "network follows, N times, and a linear layer with a softmax gives the next token."
+    )
+    return _finish(fig, "encoder_decoder_masks", title, alt)
+
+
+
+# Chapter 7
+
+
+# An 8 x 8 "zero", drawn by hand in the style of the digits of chapter 7 (0 paper, 1 ink).
+_ZERO = [
+    [0, 0, 1, 1, 1, 1, 0, 0],
+    [0, 1, 1, 0, 0, 1, 1, 0],
+    [0, 1, 0, 0, 0, 0, 1, 0],
+    [1, 1, 0, 0, 0, 0, 1, 1],
+    [1, 1, 0, 0, 0, 0, 1, 1],
+    [0, 1, 0, 0, 0, 0, 1, 0],
+    [0, 1, 1, 0, 0, 1, 1, 0],
+    [0, 0, 1, 1, 1, 1, 0, 0],
+]
+
+
+def vit_pipeline() -> Diagram:
+    """The Vision Transformer: image -> patches -> linear -> [CLS; ...] + positions -> encoder -> head."""
+    title = "The Vision Transformer, from pixels to a class"
+    fig, ax = _canvas(7.2, 4.55, title)
+    px, patch = 0.13, 2  # pixel size; a patch is 2 x 2 pixels, so an 8 x 8 image has 16 patches
+    ink = [[0.8 * v for v in row] for row in _ZERO]
+    top1 = 3.85
+    image = _grid(ax, 0.4, top1, ink, px)
+    for k in range(1, 8 // patch):  # the patch grid, drawn over the pixels
+        ax.plot([image[0] + k * patch * px] * 2, [image[1], image[3]], color="#c0392b", lw=2.2)
+        ax.plot([image[0], image[2]], [image[3] - k * patch * px] * 2, color="#c0392b", lw=2.2)
+    _label(ax, (image[0] + image[2]) / 2, image[1] - 0.2, "image, $8 \\times 8$", size=SMALL)
+    _label(ax, (image[0] + image[2]) / 2, image[1] - 0.45, "16 patches of $2 \\times 2$", size=SMALL)
+    # The patches in reading order: 1, 2, 3, ..., 16.
+    x0, step, mid = 1.85, 0.42, top1 - 0.5
+    _arrow(ax, [(image[2] + 0.08, mid), (x0 - 0.1, mid)])
+    for n, (r, c) in zip((1, 2, 3, 16), ((0, 0), (0, 1), (0, 2), (3, 3)), strict=True):
+        x = x0 + step * (n - 1 if n < 16 else 4)
+        cells = [row[2 * c : 2 * c + 2] for row in ink[2 * r : 2 * r + 2]]
+        _grid(ax, x, mid + px, cells, px)
+        _label(ax, x + px, mid - 0.3, f"{n}", size=SMALL)
+    _label(ax, x0 + step * 3 + px, mid, "$\\dots$")
+    _label(ax, x0 + 0.95, top1 + 0.05, "a sequence of 16 patches", size=SMALL)
+    lin = _box(ax, 5.2, mid, 1.5, 0.62, "flatten, then\nlinear $E$", rounded=True)
+    _arrow(ax, [(x0 + step * 4 + 2 * px + 0.08, mid), (lin[0], mid)])
+    _label(ax, 5.32, 2.45, "one token per patch", size=SMALL, ha="left")
+    # The sequence the encoder reads: [CLS] and the 16 patch tokens, each plus its position embedding.
+    c, n_cells, top2 = 0.15, 4, 1.6
+    _arrow(ax, [(5.2, lin[1]), (5.2, 2.1), (1.6, 2.1), (1.6, top2 + 0.08)])
+    _cells(ax, 0.32, top2 - n_cells * c, n_cells, 1, "query", c)
+    _label(ax, 0.4, top2 - n_cells * c - 0.22, "[CLS]", size=SMALL)
+    xs = [0.95, 1.25, 1.55, 2.1]
+    for n, x in zip((1, 2, 3, 16), xs, strict=True):
+        _cells(ax, x, top2 - n_cells * c, n_cells, 1, "input", c)
+        _label(ax, x + c / 2, top2 - n_cells * c - 0.22, f"{n}", size=SMALL)
+    _label(ax, 1.9, top2 - n_cells * c / 2, "$\\dots$")
+    _label(ax, 1.3, top2 - n_cells * c - 0.55, "$+$ a learned position", size=SMALL)
+    _label(ax, 1.3, top2 - n_cells * c - 0.8, "embedding each", size=SMALL)
+    enc = _box(ax, 3.45, top2 - n_cells * c / 2, 1.5, 0.9, "Transformer\nencoder,\n$N$ blocks", bold_edge=True)
+    _arrow(ax, [(xs[-1] + c + 0.1, top2 - n_cells * c / 2), (enc[0], top2 - n_cells * c / 2)])
+    out = _cells(ax, 4.55, top2 - n_cells * c, n_cells, 1, "query", c)
+    _arrow(ax, [(enc[2], top2 - n_cells * c / 2), (out[0] - 0.03, top2 - n_cells * c / 2)])
+    _label(ax, 4.62, top2 - n_cells * c - 0.22, "output", size=SMALL)
+    _label(ax, 4.62, top2 - n_cells * c - 0.47, "at [CLS]", size=SMALL)
+    head = _box(ax, 5.6, top2 - n_cells * c / 2, 1.05, 0.5, "MLP head", rounded=True)
+    _arrow(ax, [(out[2] + 0.03, top2 - n_cells * c / 2), (head[0], top2 - n_cells * c / 2)])
+    _arrow(ax, [(head[2], top2 - n_cells * c / 2), (6.45, top2 - n_cells * c / 2)])
+    _label(ax, 6.52, top2 - n_cells * c / 2 + 0.13, "class", size=SMALL, ha="left")
+    _label(ax, 6.52, top2 - n_cells * c / 2 - 0.15, "0 to 9", size=SMALL, ha="left")
+    alt = (
+        "Diagram: the Vision Transformer on an 8 by 8 image of a zero. A red grid cuts the image into 16 "
+        "patches of 2 by 2 pixels, which are read in order, 1, 2, 3 up to 16, as a sequence. Each patch is "
+        "flattened and multiplied by a learned matrix E, giving one token per patch. A learned [CLS] token is "
+        "put in front of the 16 patch tokens, each token gets a learned position embedding added, and the 17 "
+        "tokens go through a Transformer encoder of N blocks. The encoder's output at the [CLS] position goes "
+        "through an MLP head, which gives the class, a digit from 0 to 9."
+    )
+    return _finish(fig, "vit_pipeline", title, alt)
+
+
+
+# Chapter 8
+
+
+def _outline(ax, box, width=2.6):
+    """A thick frame around the cells in ``box`` (x0, y0, x1, y1): what is new, or what is being worked on."""
+    x0, y0, x1, y1 = box
+    ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], color=INK, lw=width, solid_joinstyle="miter")
+
+
+def kv_cache_steps() -> Diagram:
+    """Greedy decoding with a KV cache: at step t one new key and value join the cache; the query reads them all."""
+    title = "The KV cache, step by step"
+    fig, ax = _canvas(7.2, 5.0, title)
+    c, dims, gap = 0.15, 3, 0.06
+    xq, xk, xv = 0.95, 2.0, 3.75
+    _label(ax, xq + 0.2, 4.4, "query", size=SMALL)
+    _label(ax, xk + 0.6, 4.4, "cached keys", size=SMALL)
+    _label(ax, xv + 0.6, 4.4, "cached values", size=SMALL)
+    _label(ax, 6.15, 4.4, "work at step $t$", size=SMALL)
+    for t in range(1, 5):
+        top = 4.15 - (t - 1) * 0.88
+        mid = top - dims * c / 2
+        _label(ax, 0.15, mid, f"$t = {t}$", ha="left")
+        _cells(ax, xq, top - dims * c, dims, 1, "query", c)
+        _label(ax, xq + c + 0.08, mid, f"$q_{t}$", size=SMALL, ha="left")
+        for x, role in ((xk, "key"), (xv, "value")):
+            for j in range(t):
+                box = _cells(ax, x + j * (c + gap), top - dims * c, dims, 1, role, c)
+            _outline(ax, box)
+        _arrow(ax, [(xq + c + 0.42, mid), (xk - 0.08, mid)])
+        upto = "_1" if t == 1 else f"_{{\\leq {t}}}"
+        _label(ax, xk + t * (c + gap) + 0.05, mid, f"$k{upto}$", size=SMALL, ha="left")
+        _label(ax, xv + t * (c + gap) + 0.05, mid, f"$v{upto}$", size=SMALL, ha="left")
+        _label(ax, 6.15, mid + 0.12, "1 new key, value;", size=SMALL)
+        _label(ax, 6.15, mid - 0.14, f"{t} score{'s' if t > 1 else ''}", size=SMALL)
+    _label(ax, 3.6, 0.55, "thick frame: computed at this step; the others are read back from the cache", size=SMALL)
+    _label(ax, 3.6, 0.25, "without the cache, every step would compute all $t$ keys and values again", size=SMALL)
+    alt = (
+        "Diagram: four steps of greedy decoding with a KV cache, one row per step t from 1 to 4. At each step "
+        "the newest token gives one query vector q_t. The cache holds one key and one value per token so far, "
+        "so at step t it has t keys and t values; only the newest of each, drawn with a thick frame, is computed "
+        "at that step, and the others are read back. The query scores all t keys and averages all t values. A "
+        "note says that without the cache every step would compute all t keys and values again."
+    )
+    return _finish(fig, "kv_cache_steps", title, alt)
+
+
+def flash_tiling() -> Diagram:
+    """FlashAttention's tiling over query blocks and key blocks, and what lives in slow and in fast memory."""
+    title = "Tiled attention: blocks of queries and of keys"
+    fig, ax = _canvas(7.2, 5.4, title)
+    tiles, t = 4, 0.5  # a 4 x 4 grid of score tiles, each t wide
+    # (a) The score matrix as tiles: only the tile being worked on ever exists, in fast memory.
+    x0, top = 0.75, 4.3
+    current = (2, 1)
+    for i in range(tiles):
+        for j in range(tiles):
+            done = i < current[0] or (i == current[0] and j < current[1])
+            skipped = j > i
+            face = "#cfe2f3" if (i, j) == current else ("#bbbbbb" if done and not skipped else "white")
+            ax.add_patch(Rectangle((x0 + j * t, top - (i + 1) * t), t, t, facecolor=face, edgecolor=INK,
+                                   linewidth=0.9, hatch="xx" if skipped else None))
+    _outline(ax, (x0 + current[1] * t, top - (current[0] + 1) * t, x0 + (current[1] + 1) * t,
+                  top - current[0] * t))
+    for k in range(tiles):
+        _label(ax, x0 - 0.1, top - (k + 0.5) * t, f"$Q_{k + 1}$", size=SMALL, ha="right")
+        _label(ax, x0 + (k + 0.5) * t, top + 0.15, f"$K_{k + 1}$", size=SMALL)
+    _label(ax, x0 + tiles * t / 2, top + 0.5, "(a) the scores, tile by tile", fontweight="bold")
+    legend = [("#bbbbbb", None, "done"), ("#cfe2f3", None, "now: $S_{32} = Q_3 K_2^\\top$"),
+              ("white", "xx", "skipped if causal")]
+    for k, (face, hatch, text) in enumerate(legend):
+        y = 1.85 - 0.32 * k
+        ax.add_patch(Rectangle((0.2, y - 0.09), 0.18, 0.18, facecolor=face, edgecolor=INK, linewidth=0.8,
+                               hatch=hatch))
+        _label(ax, 0.5, y, text, size=SMALL, ha="left")
+    _label(ax, 0.2, 0.7, "outer loop: query blocks $i$", size=SMALL, ha="left")
+    _label(ax, 0.2, 0.42, "inner loop: key blocks $j$", size=SMALL, ha="left")
+    # (b) Slow memory holds Q, K, V and O whole; fast memory one block of each and the running statistics.
+    _label(ax, 5.25, 4.8, "(b) slow memory (HBM)", fontweight="bold")
+    for y0, y1, lw in ((3.05, 4.55, 1.2), (0.55, 2.05, 2.0)):
+        ax.add_patch(FancyBboxPatch((3.45, y0), 3.6, y1 - y0, boxstyle="round,pad=0,rounding_size=0.08",
+                                    facecolor="none", edgecolor=INK, linewidth=lw))
+    _label(ax, 5.25, 0.3, "fast memory (SRAM, on chip)", fontweight="bold")
+    strips = [("Q", "query", 3.8, "$Q_3$"), ("K", "key", 4.7, "$K_2$"), ("V", "value", 5.6, "$V_2$"),
+              ("O", "value", 6.5, "$O_3$")]
+    b = 0.25  # a block
+    for name, role, x, block in strips:
+        for k in range(tiles):
+            _cells(ax, x, 4.2 - (k + 1) * b, 1, 1, role, b)
+        _label(ax, x + b / 2, 4.36, f"${name}$", size=SMALL)
+        row = 3 if name in "QO" else 2
+        _outline(ax, (x, 4.2 - row * b, x + b, 4.2 - (row - 1) * b), width=2.2)
+        _cells(ax, x, 1.4, 1, 1, role, b)
+        _label(ax, x + b / 2, 1.82, block, size=SMALL)
+        if name == "O":
+            _arrow(ax, [(x + b / 2, 1.97), (x + b / 2, 3.18)])
+        else:
+            _arrow(ax, [(x + b / 2, 3.18), (x + b / 2, 1.97)])
+    _cells(ax, 3.8, 0.75, 1, 1, "query", b)
+    _label(ax, 4.12, 0.875, "$S_{32}$", size=SMALL, ha="left")
+    _cells(ax, 4.95, 0.75, 2, 1, "input", b / 2)
+    _label(ax, 5.15, 0.875, "$m, l$: row max, sum", size=SMALL, ha="left")
+    _label(ax, 3.98, 2.6, "once", size=SMALL, ha="left")
+    _label(ax, 5.225, 2.6, "at each $j$", size=SMALL)
+    _label(ax, 6.57, 2.6, "written", size=SMALL, ha="right")
+    _label(ax, 6.57, 2.33, "once", size=SMALL, ha="right")
+    alt = (
+        "Diagram: two panels on tiled attention as FlashAttention-2 orders it. (a) The score matrix as a 4 by 4 "
+        "grid of tiles, query blocks Q_1 to Q_4 as rows and key blocks K_1 to K_4 as columns: the tiles done so "
+        "far are grey, the current tile S_32 = Q_3 K_2 transposed is framed, and the tiles above the diagonal are "
+        "crossed out, skipped under a causal mask; the outer loop runs over query blocks and the inner loop over "
+        "key blocks. (b) Slow memory, the GPU's HBM, holds Q, K, V and the output O whole; fast on-chip memory, "
+        "SRAM, holds one block of each: Q_3, K_2, V_2, the tile of scores S_32, the running maximum m and sum l "
+        "of each row, and the output block O_3. Q_3 is read once, K_j and V_j are read at every step j, and O_3 "
+        "is written to slow memory once, at the end."
+    )
+    return _finish(fig, "flash_tiling", title, alt)
+
+
 DIAGRAMS: dict[str, Callable[[], Diagram]] = {
     "three_steps": three_steps,
     "attention_layer": attention_layer,
@@ -613,5 +1087,12 @@ DIAGRAMS: dict[str, Callable[[], Diagram]] = {
     "qkv_sources": qkv_sources,
     "context_vectors": context_vectors,
     "bahdanau_luong_step": bahdanau_luong_step,
+    "attention_masks": attention_masks,
+    "multihead_reshape": multihead_reshape,
+    "post_pre_ln": post_pre_ln,
+    "encoder_decoder_masks": encoder_decoder_masks,
+    "vit_pipeline": vit_pipeline,
+    "kv_cache_steps": kv_cache_steps,
+    "flash_tiling": flash_tiling,
 }
 """Every diagram, by name, in the order the chapters show them."""

@@ -296,40 +296,56 @@ def test_relation_reader_is_permutation_equivariant(num_heads, half, seed):
 
 
 def _reader_by_hand(model: RelationReader, people: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reader's forward pass written out with torch.nn.functional, one head at a time."""
+    """The reader's forward pass written out with torch.nn.functional, one layer and one head at a time."""
     x = (
         F.embedding(people[..., 0], model.looks_embedding.weight)
         + F.embedding(people[..., 1], model.character_embedding.weight)
         + F.embedding(people[..., 2], model.name_embedding.weight)
     )  # (B, L, d)
-    att = model.attention
-    q = F.linear(x, att.q_proj.weight, att.q_proj.bias)
-    k = F.linear(x, att.k_proj.weight, att.k_proj.bias)
-    v = F.linear(x, att.v_proj.weight, att.v_proj.bias)
-    length, d, num_heads = x.shape[1], x.shape[2], att.num_heads
-    hd = d // num_heads
-    self_mask = torch.eye(length, dtype=torch.bool)
-    outs, all_weights = [], []
-    for h in range(num_heads):
-        cols = slice(h * hd, (h + 1) * hd)
-        scores = q[..., cols] @ k[..., cols].transpose(-2, -1) / math.sqrt(hd)  # (B, L, L)
-        w = F.softmax(scores.masked_fill(self_mask, float("-inf")), dim=-1)
-        outs.append(w @ v[..., cols])
-        all_weights.append(w)
-    out = F.linear(torch.cat(outs, dim=-1), att.out_proj.weight, att.out_proj.bias)  # (B, L, d)
-    flat = F.linear(x + out, model.classifier.weight, model.classifier.bias)  # (B, L, 2 * num_names)
+    all_weights = []
+    for att in (model.attention, *model.more_layers):
+        q = F.linear(x, att.q_proj.weight, att.q_proj.bias)
+        k = F.linear(x, att.k_proj.weight, att.k_proj.bias)
+        v = F.linear(x, att.v_proj.weight, att.v_proj.bias)
+        length, d, num_heads = x.shape[1], x.shape[2], att.num_heads
+        hd = d // num_heads
+        self_mask = torch.eye(length, dtype=torch.bool)
+        outs = []
+        for h in range(num_heads):
+            cols = slice(h * hd, (h + 1) * hd)
+            scores = q[..., cols] @ k[..., cols].transpose(-2, -1) / math.sqrt(hd)  # (B, L, L)
+            w = F.softmax(scores.masked_fill(self_mask, float("-inf")), dim=-1)
+            outs.append(w @ v[..., cols])
+            all_weights.append(w)
+        x = x + F.linear(torch.cat(outs, dim=-1), att.out_proj.weight, att.out_proj.bias)  # (B, L, d)
+    flat = F.linear(x, model.classifier.weight, model.classifier.bias)  # (B, L, 2 * num_names)
     n = model.num_names
     return torch.stack([flat[..., :n], flat[..., n:]], dim=-2), torch.stack(all_weights, dim=1)
 
 
-@pytest.mark.parametrize("num_heads", [1, 2, 4])
-def test_relation_reader_matches_a_hand_computation(num_heads):
-    model = _reader(num_heads)
+@pytest.mark.parametrize(("num_heads", "num_layers"), [(1, 1), (2, 1), (4, 1), (1, 2), (2, 3)])
+def test_relation_reader_matches_a_hand_computation(num_heads, num_layers):
+    torch.manual_seed(0)
+    model = RelationReader(num_traits=6, num_names=10, d_model=8, num_heads=num_heads, num_layers=num_layers)
+    model = model.double()
     people = _people(4, 8, seed=5)
     expected_logits, expected_weights = _reader_by_hand(model, people)
     logits, weights = model(people)
+    assert weights.shape == (4, num_heads * num_layers, 8, 8)  # every layer's heads, layer after layer
     torch.testing.assert_close(logits, expected_logits)
     torch.testing.assert_close(weights, expected_weights)
+    logits_fused, none = model(people, need_weights=False)
+    assert none is None
+    torch.testing.assert_close(logits_fused, logits)
+
+
+def test_relation_reader_layers_add_one_attention_layer_of_parameters_each():
+    t, n, d = 16, 32, 32
+    one = sum(p.numel() for p in RelationReader(t, n, d, num_heads=1).parameters())
+    three = sum(p.numel() for p in RelationReader(t, n, d, num_heads=1, num_layers=3).parameters())
+    assert three - one == 2 * 4 * (d * d + d)  # W_Q, W_K, W_V, W_O with biases, twice
+    with pytest.raises(ValueError, match="num_layers"):
+        RelationReader(t, n, d, num_layers=0)
 
 
 @pytest.mark.parametrize(
@@ -357,13 +373,14 @@ def test_relation_reader_rejects_d_model_not_divisible_by_num_heads():
         RelationReader(num_traits=6, num_names=10, d_model=30, num_heads=4)
 
 
-@pytest.mark.parametrize(("num_heads", "learns"), [(2, True), (1, False)])
-def test_relation_reader_needs_two_heads_for_two_relations(num_heads, learns):
-    # about 1 s each on a laptop CPU: one head cannot point at two partners at once, two heads can
+@pytest.mark.parametrize(("num_heads", "num_layers", "learns"), [(2, 1, True), (1, 1, False), (1, 2, True)])
+def test_relation_reader_needs_two_heads_for_two_relations(num_heads, num_layers, learns):
+    # about 1 s each on a laptop CPU: one head in one layer cannot point at two partners at once; two heads side
+    # by side can, and so can two heads one after another (two layers of one head)
     torch.manual_seed(0)
     people, targets, _ = two_relations(2000, seed=0)
     test_people, test_targets, _ = two_relations(500, seed=1000)
-    model = RelationReader(num_traits=16, num_names=32, d_model=32, num_heads=num_heads)
+    model = RelationReader(num_traits=16, num_names=32, d_model=32, num_heads=num_heads, num_layers=num_layers)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
     for _ in range(200):

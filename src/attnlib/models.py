@@ -166,10 +166,12 @@ class RelationReader(nn.Module):
     """For every person of a group, name two partners found by two different relations (chapter 5, E10).
 
     A person ``[looks, character, name]`` becomes ``x = E_looks[looks] + E_character[character] + E_name[name]``.
-    One :class:`~attnlib.attention.MultiHeadAttention` layer lets every person attend to the *others* (the
+    A :class:`~attnlib.attention.MultiHeadAttention` layer lets every person attend to the *others* (the
     diagonal is masked), a residual connection adds ``x`` back, and a linear layer reads two answers per person:
     the name of the look-alike and the name of the kindred spirit (see :func:`attnlib.data.two_relations`).
     The parameter count does not depend on ``num_heads``, so models with 1, 2 or 4 heads compare fairly.
+    With ``num_layers`` > 1, that many attention layers, each with its residual, come one after another before
+    the linear layer (the control of E10: more layers instead of more heads).
 
     Parameters
     ----------
@@ -178,13 +180,18 @@ class RelationReader(nn.Module):
     d_model : int
         Width of the embeddings and of the attention; divisible by ``num_heads``.
     num_heads : int
-        Heads of the attention layer.
+        Heads of each attention layer.
+    num_layers : int
+        Attention layers, one after another (default 1).
     """
 
-    def __init__(self, num_traits: int, num_names: int, d_model: int = 32, num_heads: int = 2) -> None:
+    def __init__(
+        self, num_traits: int, num_names: int, d_model: int = 32, num_heads: int = 2, num_layers: int = 1
+    ) -> None:
         super().__init__()
         self.num_traits, self.num_names = _check_length("num_traits", num_traits), _check_length("num_names", num_names)
         d_model, num_heads = _check_length("d_model", d_model), _check_length("num_heads", num_heads)
+        num_layers = _check_length("num_layers", num_layers)
         if d_model % num_heads:
             raise ValueError(
                 f"d_model must be divisible by num_heads (each head gets d_model / num_heads features): "
@@ -194,10 +201,15 @@ class RelationReader(nn.Module):
         self.character_embedding = nn.Embedding(num_traits, d_model)
         self.name_embedding = nn.Embedding(num_names, d_model)
         self.attention = MultiHeadAttention(d_model, num_heads)
+        # Layers after the first, for num_layers > 1 (the first keeps its name, so one-layer models load as before).
+        self.more_layers = nn.ModuleList(MultiHeadAttention(d_model, num_heads) for _ in range(num_layers - 1))
         self.classifier = nn.Linear(d_model, 2 * num_names)
 
     def forward(self, people: Tensor, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
-        """``people`` (B, L, 3) of int64 -> ``(logits (B, L, 2, num_names), weights (B, H, L, L) or None)``.
+        """``people`` (B, L, 3) of int64 -> ``(logits (B, L, 2, num_names), weights or None)``.
+
+        The weights are (B, H, L, L) for one layer; with ``num_layers`` layers they are those of every layer,
+        layer after layer along the head axis: (B, num_layers * H, L, L).
 
         Raises ``TypeError``/``ValueError`` if ``people`` is not int64 (B, L, 3) with traits below ``num_traits``
         and names below ``num_names``.
@@ -215,8 +227,13 @@ class RelationReader(nn.Module):
         )  # (B, L, d)
         n = people.shape[1]
         others = ~torch.eye(n, dtype=torch.bool, device=people.device)  # (L, L): attend to everyone else
-        out, weights = self.attention(x, x, x, mask=others, need_weights=need_weights)  # (B, L, d), (B, H, L, L)
-        logits = self.classifier(x + out)  # (B, L, 2 * num_names)
+        all_weights = []
+        for layer in (self.attention, *self.more_layers):
+            out, weights = layer(x, x, x, mask=others, need_weights=need_weights)  # (B, L, d), (B, H, L, L)
+            x = x + out
+            all_weights.append(weights)
+        logits = self.classifier(x)  # (B, L, 2 * num_names)
+        weights = torch.cat(all_weights, dim=1) if need_weights else None
         return logits.view(*people.shape[:2], 2, self.num_names), weights
 
 

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from attnlib.plot import attention_heatmap  # noqa: E402
+from attnlib.plot import attention_heatmap, log_axes  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +76,36 @@ def test_heatmap_accepts_gradients_and_other_dtypes():
 def test_heatmap_rejects(weights, kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         attention_heatmap(weights, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("ys", "at_least"),
+    [([0.4, 1.3, 6.0, 30.0, 140.0], 6), ([33.0, 130.0, 520.0], 3), ([2.1, 2.6, 3.2], 3)],
+)
+def test_log_axes_labels_are_plain_numbers_inside_the_data(ys, at_least):
+    fig, ax = plt.subplots()
+    lengths = [256, 512, 1024, 2048, 4096][: len(ys)]
+    ax.plot(lengths, ys)
+    log_axes(ax, lengths)
+    fig.canvas.draw()
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(n) for n in lengths]  # not 2^8
+    ticks = ax.get_yticks()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(ticks) >= at_least and all(min(ys) / 1.06 <= t <= max(ys) * 1.06 for t in ticks)
+    assert all(label and "^" not in label and "$" not in label for label in labels)
+    assert [float(label) for label in labels] == pytest.approx(list(ticks), rel=1e-2)
+    plt.close(fig)
+
+
+def test_log_axes_rejects_bad_arguments():
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [0.0, 1.0])
+    with pytest.raises(ValueError, match="positive"):
+        log_axes(ax, [])
+    with pytest.raises(ValueError, match="'log10' or 'linear'"):
+        log_axes(ax, [1, 2], y="log2")
+    with pytest.raises(ValueError, match="positive data"):
+        log_axes(ax, [1, 2])
+    plt.close(fig)
+

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
-__all__ = ["attention_heatmap"]
+__all__ = ["attention_heatmap", "log_axes"]
 
 
 def attention_heatmap(
@@ -102,3 +102,43 @@ def attention_heatmap(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return ax
+
+
+def log_axes(ax: Axes, x: Sequence[float], y: str = "log10") -> Axes:
+    """Put both axes of a plot against sequence length on log scales with ticks a reader can read.
+
+    The x axis gets base 2 with one plain label at each value of ``x`` (e.g. ``256, 512, 1024``), not ``2^8``.
+    The y axis (``"log10"``) gets plain labels on the 1-2-5 steps inside the data's range (``0.5, 1, 2, 5, 10``),
+    at least three of them, and unlabelled minor ticks; ``y="linear"`` leaves it linear. Call it after plotting.
+
+    Raises ``ValueError`` if ``x`` is empty or not positive, or ``y`` is not ``"log10"`` or ``"linear"``.
+    """
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    values = [float(v) for v in x]
+    if not values or min(values) <= 0:
+        raise ValueError(f"x must be positive tick values (the sequence lengths), got {list(x)!r}")
+    if y not in ("log10", "linear"):
+        raise ValueError(f"y must be 'log10' or 'linear', got {y!r}")
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(values))
+    ax.set_xticklabels([f"{v:g}" for v in values])
+    ax.xaxis.set_minor_locator(NullLocator())
+    if y == "log10":
+        ax.set_yscale("log")
+        low, high = ax.dataLim.y0, ax.dataLim.y1
+        if not (np.isfinite(low) and np.isfinite(high) and low > 0):
+            raise ValueError(f"a log y axis needs positive data; the plotted data span {low} to {high}")
+        decades = range(int(np.floor(np.log10(low))) - 1, int(np.ceil(np.log10(high))) + 1)
+        ticks = [m * 10.0**k for k in decades for m in (1, 2, 5)]
+        inside = [t for t in ticks if low / 1.05 <= t <= high * 1.05]
+        if len(inside) < 3:  # a narrow range: add the steps of 1.5 and 3 as well
+            ticks = sorted(ticks + [m * 10.0**k for k in decades for m in (1.5, 3)])
+            inside = [t for t in ticks if low / 1.05 <= t <= high * 1.05]
+        if len(inside) < 3:  # narrower still: the ends and the middle of the data
+            inside = [low, float(np.sqrt(low * high)), high]
+        ax.yaxis.set_major_locator(FixedLocator(inside))
+        ax.set_yticklabels([f"{t:.3g}" for t in inside])
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    return ax
+

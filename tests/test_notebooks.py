@@ -401,10 +401,10 @@ def test_link_check_catches_an_unlinked_first_mention():
 
 MAX_CODE_LINE = 88
 # Diagrams each chapter must show (attnlib.diagrams), at least.
-DIAGRAMS_PER_CHAPTER = {"01": 1, "02": 2, "03": 2, "04": 2, "05": 2, "06": 2, "07": 1}
+DIAGRAMS_PER_CHAPTER = {"01": 1, "02": 2, "03": 2, "04": 2, "05": 2, "06": 2, "07": 1, "08": 2}
 # Chapters whose solutions are sphinx-exercise dropdowns with their code in executed cells. The others still keep
 # their solution code in the prose, where nothing runs it; the second edition of chapters 5-8 moves them.
-EXECUTED_SOLUTIONS = {"01", "02", "03", "04", "05", "06", "07"}
+EXECUTED_SOLUTIONS = {"01", "02", "03", "04", "05", "06", "07", "08"}
 
 
 def _fenced_code(text: str) -> list[str]:

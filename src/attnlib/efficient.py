@@ -18,7 +18,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -316,16 +316,20 @@ def attention_seconds(
 
 def attention_peak_memory(
     method: str,
-    length: int,
+    length: int | Sequence[int],
     batch: int = 1,
     heads: int = 4,
     head_dim: int = 64,
     device: torch.device | str | None = None,
-) -> int:
+) -> int | list[int]:
     """The peak extra memory, in bytes, of one forward pass of ``ATTENTION_METHODS[method]``, measured in a
     fresh Python process so that nothing allocated before (by this process, or by an earlier measurement) hides
     or inflates it. The inputs of shape (batch, heads, length, head_dim), float32, are made before the
     measurement starts and are not counted.
+
+    Given a sequence of lengths, it returns a list: one fresh process measures them one after another, each with
+    its own inputs, warm-up and reset of the peak, the inputs of the one before freed first. The figures are those
+    of separate processes, for the price of one process start (most of the time at small sizes).
 
     The call is made twice and the second one measured, so that loading kernels and starting thread pools is not
     counted. On a GPU the count is torch's own (``torch.cuda.max_memory_allocated``: bytes allocated). On the CPU
@@ -339,13 +343,17 @@ def attention_peak_memory(
     Raises
     ------
     ValueError
-        If ``method`` or a size is invalid.
+        If ``method`` or a size is invalid, or ``length`` is an empty sequence.
     RuntimeError
         If the measuring process fails.
     """
-    _, sizes = _check_workload(method, length, batch, heads, head_dim)
+    several = isinstance(length, Sequence) and not isinstance(length, str)
+    lengths = list(length) if several else [length]
+    if not lengths:
+        raise ValueError("length must be a positive int or a non-empty sequence of them, got an empty sequence")
+    checked = [_check_workload(method, n, batch, heads, head_dim)[1] for n in lengths]
     device = torch.device("cpu" if device is None else device)
-    args = json.dumps([method, *sizes, str(device)])
+    args = json.dumps([method, [sizes[0] for sizes in checked], *checked[0][1:], str(device)])
     code = f"import attnlib.efficient as e; e._measure_peak_memory(*__import__('json').loads({args!r}))"
     # glibc's malloc keeps freed blocks of up to 32 MiB for reuse, which makes resident memory a noisy measure of
     # what is live; a fixed threshold hands every block above 128 KiB straight back to the system when freed.
@@ -353,7 +361,8 @@ def attention_peak_memory(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"measuring {method} attention at length {length} failed:\n{done.stderr[-2000:]}")
-    return int(done.stdout.strip().splitlines()[-1])
+    peaks = [int(line) for line in done.stdout.strip().splitlines()[-len(lengths) :]]
+    return peaks if several else peaks[0]
 
 
 def _resident_bytes() -> tuple[int, int] | None:
@@ -373,12 +382,21 @@ def _max_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
-def _measure_peak_memory(method: str, length: int, batch: int, heads: int, head_dim: int, device: str) -> None:
-    """Run in the fresh process by :func:`attention_peak_memory`: print the peak extra bytes of one call.
+def _measure_peak_memory(
+    method: str, lengths: list[int], batch: int, heads: int, head_dim: int, device: str
+) -> None:
+    """Run in the fresh process by :func:`attention_peak_memory`: print the peak extra bytes of one call at each
+    length, one line each."""
+    for length in lengths:
+        peak = _peak_of_one_call(ATTENTION_METHODS[method], length, batch, heads, head_dim, torch.device(device))
+        print(peak, flush=True)
+
+
+def _peak_of_one_call(fn, length: int, batch: int, heads: int, head_dim: int, device: torch.device) -> int:
+    """The peak extra bytes of the second of two calls of ``fn`` on fresh inputs; the inputs are freed on return.
 
     A first, unmeasured call at full size loads the kernels, starts the thread pools and fills the allocator's
     caches; only the second call is measured."""
-    fn, device = ATTENTION_METHODS[method], torch.device(device)
     with torch.no_grad():
         q, k, v = _attention_inputs(length, batch, heads, head_dim, device)
         fn(q, k, v)  # the warm-up; its result is dropped at once
@@ -388,13 +406,11 @@ def _measure_peak_memory(method: str, length: int, batch: int, heads: int, head_
             before = torch.cuda.memory_allocated(device)
             fn(q, k, v)
             torch.cuda.synchronize(device)
-            print(torch.cuda.max_memory_allocated(device) - before)
-            return
+            return torch.cuda.max_memory_allocated(device) - before
         if _resident_bytes() is None:  # no /proc: the growth of the lifetime peak, a lower bound
             before = _max_rss_bytes()
             fn(q, k, v)
-            print(max(0, _max_rss_bytes() - before))
-            return
+            return max(0, _max_rss_bytes() - before)
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # resets the peak resident size (VmHWM) to the current one (Linux)
@@ -407,4 +423,4 @@ def _measure_peak_memory(method: str, length: int, batch: int, heads: int, head_
                 "include earlier peaks"
             )
         fn(q, k, v)
-        print(max(0, _resident_bytes()[1] - before))
+        return max(0, _resident_bytes()[1] - before)

@@ -12,7 +12,7 @@ One module per idea, in the order the chapters meet them:
 - :mod:`attnlib.efficient`: attention that never stores the full weight matrix, and the KV cache (chapter 8).
 - :mod:`attnlib.data`: data generated from a seed, and minibatches.
 - :mod:`attnlib.training`: the one training loop (``fit``), with a progress bar and a returned history.
-- :mod:`attnlib.plot`: figures the chapters share (attention heatmaps).
+- :mod:`attnlib.plot`: figures the chapters share (attention heatmaps, log axes, attention explorers).
 - :mod:`attnlib.diagrams`: the schematic diagrams of the mechanisms, drawn by code.
 - :mod:`attnlib.utils`: the device and the random seed, set in one place, and ``rounded`` for printing.
 """

@@ -169,8 +169,15 @@ def test_every_citation_is_in_the_bibliography(notebook):
 IMAGE_TYPES = ("image/png", "image/svg+xml")
 
 
+def _is_explorer(out: dict) -> bool:
+    return 'class="attention-explorer' in "".join(out.get("data", {}).get("text/html", ""))
+
+
 def _has_image(cell: dict) -> bool:
-    return any(t in out.get("data", {}) for out in cell.get("outputs", []) for t in IMAGE_TYPES)
+    # an attention explorer carries a PNG for viewers without scripts, but it is an explorer, not a figure
+    return any(
+        t in out.get("data", {}) and not _is_explorer(out) for out in cell.get("outputs", []) for t in IMAGE_TYPES
+    )
 
 
 def test_every_figure_has_alt_text(notebook):
@@ -520,3 +527,25 @@ def test_solutions_run_and_every_exercise_has_one(notebook):
     assert code_lines == [], f"{path.name}: solution code in the prose is never run: {code_lines[:2]}"
     titles = re.findall(r"^:::\{exercise\} (.+)$", prose, re.MULTILINE)
     assert any(t.startswith("Implement") for t in titles), f"{path.name}: no exercise asks to implement something"
+
+
+# Attention explorers: interactive maps in the chapters where a reader wants to look (the browser check clicks them).
+EXPLORERS_PER_CHAPTER = {"03": 1, "05": 1, "06": 2, "07": 1}
+
+
+def test_explorers_are_where_readers_look_captioned_and_within_budget(notebook):
+    from attnlib.plot import EXPLORER_MAX_BYTES
+
+    path, nb = notebook
+    chapter = int(path.name[:2])
+    found = [
+        (i, out) for i, cell in enumerate(nb["cells"]) for out in cell.get("outputs", []) if _is_explorer(out)
+    ]
+    assert len(found) == EXPLORERS_PER_CHAPTER.get(path.name[:2], 0), f"{path.name}: {len(found)} explorers"
+    for k, (i, out) in enumerate(found, start=1):
+        html = "".join(out["data"]["text/html"])
+        assert set(out["data"]) == {"text/html", "image/png", "text/plain"}, f"{path.name}: cell {i}"
+        assert len(html.encode()) <= EXPLORER_MAX_BYTES, f"{path.name}: cell {i}: {len(html.encode()):,} bytes"
+        assert re.findall(r'\bsrc="([^"]{0,22})', html) == ["data:image/png;base64,"], f"{path.name}: cell {i}"
+        caption = "".join(nb["cells"][i + 1]["source"])
+        assert caption.startswith(f"**Explorer {chapter}.{k}.** "), f"{path.name}: explorer in cell {i}"

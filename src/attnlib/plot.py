@@ -9,7 +9,14 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 
-__all__ = ["attention_heatmap", "log_axes", "attention_explorer", "AttentionExplorer"]
+__all__ = [
+    "attention_heatmap",
+    "log_axes",
+    "EXPLORER_DIGITS",
+    "EXPLORER_MAX_BYTES",
+    "attention_explorer",
+    "AttentionExplorer",
+]
 
 
 def attention_heatmap(
@@ -242,10 +249,10 @@ class AttentionExplorer:
 
     Attributes
     ----------
-    weights : ndarray (layers, H, Lq, Lk)
-        The weights shown, as given (float64).
-    rollout : ndarray (Lq, Lk) or None
-        The extra "rollout" view, if one was given.
+    weights : numpy.ndarray
+        The weights shown, as given, in float64, of shape (layers, H, Lq, Lk).
+    rollout : numpy.ndarray or None
+        The extra "rollout" view of shape (Lq, Lk), if one was given.
     queries, keys : list of str
         The labels of the queries and the keys.
     html : str

@@ -67,12 +67,14 @@ def test_clicking_a_query_shows_the_weights_the_notebook_computed(page, visit, s
     assert roots.count() == len(stored)
     for n, data in enumerate(stored):
         root = roots.nth(n)
+        v.page.mouse.move(0, 0)  # hovering a query selects it: keep the pointer off the explorer while it scrolls in
         root.scroll_into_view_if_needed()
         assert root.get_attribute("data-ready") == "", "the explorer was not built"
         assert root.locator(".ae-fallback").is_hidden() and root.locator(".ae-app").is_visible()
         n_layers, n_heads, nq = len(data["w"]), len(data["w"][0]), len(data["queries"])
         # the view it opens on, then the last layer and head, then the mean of the heads, then the rollout
         start = data["start"]
+        assert root.get_attribute("data-active-query") == str(start["query"])
         opened = root.evaluate(SHOWN)
         expected = view(data, start["layer"], start["head"] if start["layer"] < n_layers else None)[start["query"]]
         assert [float(w) for w in opened] == pytest.approx(expected, abs=TOLERANCE)

@@ -241,12 +241,11 @@ def test_the_script_builds_every_explorer_it_finds_once():
 def test_a_built_wheel_carries_the_explorer_assets(tmp_path):
     """Colab installs attnlib from git as a wheel; without package-data the explorer would have no script."""
     pytest.importorskip("setuptools")
+    import shutil
     import subprocess
     import sys
     import zipfile
     from pathlib import Path
-
-    import shutil
 
     root = Path(__file__).resolve().parents[1]
     source = tmp_path / "source"  # a copy, so the build leaves nothing in the checkout
@@ -257,7 +256,8 @@ def test_a_built_wheel_carries_the_explorer_assets(tmp_path):
     shutil.copytree(root / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)],
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q"]
+        + ["-w", str(wheels)],
         check=True,
         cwd=tmp_path,
     )

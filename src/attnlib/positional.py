@@ -3,6 +3,9 @@
 - :func:`sinusoidal_encoding`: the fixed sine/cosine table of Vaswani et al. (2017).
 - :class:`SinusoidalPositionalEncoding`: a module that adds that table to a batch of embeddings.
 - :class:`LearnedPositionalEmbedding`: a trained vector per position, added the same way (as in BERT and ViT).
+- :func:`apply_rotary`: rotary position embedding (RoPE, Su et al., 2021), which rotates the queries and keys
+  instead of adding anything to the embeddings, so that their dot products depend on relative positions only
+  (used by :class:`attnlib.gpt.GPT`, chapter 9).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from torch import Tensor, nn
 
 from attnlib.functional import _check_dropout, _check_int, _check_length
 
-__all__ = ["sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding"]
+__all__ = ["sinusoidal_encoding", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding", "apply_rotary"]
 
 
 def sinusoidal_encoding(
@@ -173,3 +176,80 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"max_len={self.max_len}, dim={self.dim}"
+
+
+def apply_rotary(x: Tensor, positions: Tensor | None = None, base: float = 10000.0) -> Tensor:
+    r"""Rotary position embedding (RoPE, Su et al., 2021): rotate each pair of features by an angle that grows
+    with the position.
+
+    The features are taken in pairs :math:`(x_{2i}, x_{2i+1})`, as in the paper, and the pair at position
+    :math:`m` is rotated by the angle :math:`m\,\theta_i` with :math:`\theta_i = \mathrm{base}^{-2i/d}`:
+
+    .. math:: \begin{pmatrix} y_{2i} \\ y_{2i+1} \end{pmatrix} =
+              \begin{pmatrix} \cos m\theta_i & -\sin m\theta_i \\ \sin m\theta_i & \cos m\theta_i \end{pmatrix}
+              \begin{pmatrix} x_{2i} \\ x_{2i+1} \end{pmatrix}
+
+    The frequencies are those of :func:`sinusoidal_encoding`. A rotation keeps norms, and rotating a query at
+    position :math:`m` and a key at position :math:`n` gives :math:`\langle R_m q, R_n k\rangle =
+    \langle R_{m-n} q, k\rangle`: the attention score depends on the offset :math:`m - n` only, not on where the
+    pair stands. Applied to the queries and keys of every layer (never to the values), this is how a model such as
+    :class:`attnlib.gpt.GPT` learns about order without adding anything to its embeddings. Position 0 is the
+    identity. The angles are computed in float64 and the rotation in ``x``'s dtype.
+
+    Parameters
+    ----------
+    x : Tensor, floating point (..., T, d)
+        Queries or keys (e.g. (B, H, T, head_dim)); ``d`` must be even.
+    positions : Tensor of integers (T,), optional
+        The position of each of the ``T`` rows, on ``x``'s device; default ``0 .. T - 1``. A decoder with a KV
+        cache passes ``cached .. cached + T - 1`` for its new positions.
+    base : float > 0
+        The base of the wavelengths; 10000 in the paper.
+
+    Returns
+    -------
+    Tensor (..., T, d)
+        Same shape, dtype and device as ``x``.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a floating-point tensor, ``positions`` is not a tensor of integers, or ``base`` is not a
+        number.
+    ValueError
+        If ``x`` has fewer than 2 dimensions or an odd ``d``, ``positions`` is not of shape (T,) or lives on
+        another device, or ``base`` is not positive and finite.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor of queries or keys, got dtype {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape (..., T, d) with at least 2 dimensions, got shape {tuple(x.shape)}")
+    t, d = x.shape[-2], x.shape[-1]
+    if d % 2:
+        raise ValueError(f"x must have an even number of features d (they are rotated in pairs), got d={d}")
+    if isinstance(base, bool) or not isinstance(base, Real):
+        raise TypeError(f"base must be a positive float, got {type(base).__name__}")
+    if not (math.isfinite(base) and base > 0):
+        raise ValueError(f"base must be a positive, finite number, got {base}")
+    if positions is None:
+        positions = torch.arange(t, device=x.device)
+    elif not isinstance(positions, Tensor):
+        raise TypeError(f"positions must be a torch.Tensor of integers of shape ({t},), got {type(positions).__name__}")
+    elif positions.is_floating_point() or positions.is_complex() or positions.dtype == torch.bool:
+        raise TypeError(f"positions must hold integers (e.g. int64), got dtype {positions.dtype}")
+    elif positions.shape != (t,):
+        raise ValueError(
+            f"positions must have shape (T,) = ({t},), one per row of x of shape {tuple(x.shape)}, "
+            f"got shape {tuple(positions.shape)}"
+        )
+    elif positions.device != x.device:
+        raise ValueError(f"positions is on {positions.device} but x is on {x.device}; create it on {x.device}")
+    two_i = torch.arange(0, d, 2, dtype=torch.float64, device=x.device)  # (d/2,) the even dimensions 2i
+    theta = float(base) ** (-two_i / d)  # (d/2,) theta_i = base^(-2i/d)
+    angle = positions.to(torch.float64)[:, None] * theta  # (T, d/2)
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)  # (T, d/2) each
+    even, odd = x[..., 0::2], x[..., 1::2]  # (..., T, d/2) each: the pairs (x_2i, x_2i+1)
+    rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)  # (..., T, d/2, 2)
+    return rotated.flatten(-2)  # (..., T, d): y_2i, y_2i+1 side by side again

@@ -1,4 +1,5 @@
-"""Minibatches, the toy tasks and the handwritten digits, checked with plain Python loops, seeds and scikit-learn."""
+"""Minibatches, the toy tasks, the language-model tasks and the handwritten digits, checked with plain Python loops,
+seeds and scikit-learn."""
 
 from __future__ import annotations
 
@@ -11,10 +12,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attnlib.data import (
+    DATE_SOURCE_CHARS,
     Batches,
+    CharVocab,
+    DatePair,
     associative_recall,
     copy_task,
+    date_lm_vocabulary,
+    date_splits,
     digits_splits,
+    encode_date_lm,
+    lm_copy_task,
     reversal_task,
     shift_images,
     two_relations,
@@ -291,6 +299,131 @@ def test_two_relations_partners_and_traits_are_spread_evenly():
 def test_two_relations_rejects_bad_arguments(kwargs, error, word):
     with pytest.raises(error) as info:
         two_relations(**{"n": 3, **kwargs})
+    assert word in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Language-model tasks: date_lm_vocabulary, encode_date_lm, lm_copy_task
+
+PAD, BOS, EOS = CharVocab.PAD, CharVocab.BOS, CharVocab.EOS
+
+
+def test_date_lm_vocabulary():
+    vocab = date_lm_vocabulary()
+    assert vocab.tokens()[:3] == ["<pad>", "<bos>", "<eos>"]
+    assert vocab.chars == DATE_SOURCE_CHARS + "-=" and len(vocab) == 3 + len(DATE_SOURCE_CHARS) + 2
+    assert vocab.index["-"] == len(vocab) - 2 and vocab.index["="] == len(vocab) - 1
+
+
+def test_encode_date_lm_by_hand():
+    vocab = date_lm_vocabulary()
+    pairs = [DatePair("tue 03 mar 1998", "1998-03-03", "tue 03 mar 1998"), DatePair("1998/3/3", "1998-03-03", "x")]
+    inputs, targets, prompt_lengths = encode_date_lm(pairs, vocab)
+    text = "tue 03 mar 1998=1998-03-03"
+    sequence = [BOS] + [vocab.index[c] for c in text] + [EOS]  # 28 tokens
+    assert inputs.shape == targets.shape == (2, 27) and inputs.dtype == targets.dtype == torch.int64
+    assert inputs[0].tolist() == sequence[:-1]
+    answer_start = len("tue 03 mar 1998=") + 1  # position of the ISO date's first character in the sequence
+    assert targets[0].tolist() == [PAD] * (answer_start - 1) + sequence[answer_start:]
+    assert prompt_lengths.tolist() == [answer_start, len("1998/3/3=") + 1] and prompt_lengths.dtype == torch.int64
+    # the short row: its sequence, then PAD; its targets: the answer, then PAD
+    short = [BOS] + [vocab.index[c] for c in "1998/3/3=1998-03-03"] + [EOS]
+    assert inputs[1].tolist() == short + [PAD] * (27 - len(short))
+    assert targets[1].tolist() == [PAD] * 9 + short[10:] + [PAD] * (27 - len(short) + 1)
+    assert vocab.decode(inputs[0, : prompt_lengths[0]]) == "tue 03 mar 1998="
+
+
+def test_encode_date_lm_trains_on_the_answer_only():
+    train, _, _ = date_splits(50, 0, 0, seed=3)
+    inputs, targets, prompt_lengths = encode_date_lm(train, date_lm_vocabulary())
+    kept = targets != PAD
+    assert kept.sum(1).tolist() == [len(p.target) + 1 for p in train]  # the ISO date and EOS
+    vocab = date_lm_vocabulary()
+    for i, p in enumerate(train):
+        n = int(prompt_lengths[i])
+        assert n == len(p.source) + 2
+        assert vocab.decode(inputs[i, :n]) == p.source + "="
+        assert not kept[i, : n - 1].any() and kept[i, n - 1 : n + len(p.target)].all()
+        assert vocab.decode(targets[i, n - 1 :]) == p.target  # decode stops at EOS
+        assert int(targets[i, n - 1 + len(p.target)]) == EOS
+        # targets are the inputs shifted by one wherever they are kept
+        assert torch.equal(targets[i, :-1][kept[i, :-1]], inputs[i, 1:][kept[i, :-1]])
+    # a cross-entropy with ignore_index=PAD averages over exactly those positions
+    logits = torch.zeros(*targets.shape, len(vocab))
+    loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="sum")
+    torch.testing.assert_close(loss, kept.sum() * torch.log(torch.tensor(float(len(vocab)))))
+
+
+@pytest.mark.parametrize(
+    ("pairs", "vocab", "error", "word"),
+    [
+        ([DatePair("a", "b", "f")], CharVocab("ab"), ValueError, "'='"),
+        ([DatePair("a", "b", "f")], "abc", TypeError, "vocab"),
+        (DatePair("a", "b", "f"), date_lm_vocabulary(), TypeError, "pairs"),
+        ([("a", "b")], date_lm_vocabulary(), TypeError, "pairs[0]"),
+        ([], date_lm_vocabulary(), ValueError, "pairs"),
+        ([DatePair("a=b", "c", "f")], date_lm_vocabulary(), ValueError, "separator"),
+        ([DatePair("a", "b", "f"), DatePair("é", "b", "f")], date_lm_vocabulary(), ValueError, "vocabulary"),
+    ],
+)
+def test_encode_date_lm_rejects_bad_arguments(pairs, vocab, error, word):
+    with pytest.raises(error) as info:
+        encode_date_lm(pairs, vocab)
+    assert word in str(info.value)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize(("min_len", "max_len", "vocab_size"), [(1, 1, 1), (2, 6, 5), (3, 9, 10)])
+def test_lm_copy_task_against_plain_python(reverse, min_len, max_len, vocab_size):
+    inputs, targets, lengths = lm_copy_task(40, min_len, max_len, vocab_size, reverse=reverse, seed=5)
+    width = 2 * max_len + 2
+    assert inputs.shape == targets.shape == (40, width) and lengths.shape == (40,)
+    assert inputs.dtype == targets.dtype == lengths.dtype == torch.int64
+    sep = 3 + vocab_size
+    for row_in, row_t, m in zip(inputs.tolist(), targets.tolist(), lengths.tolist(), strict=True):
+        assert min_len <= m <= max_len
+        x = row_in[1 : m + 1]
+        assert all(3 <= s < 3 + vocab_size for s in x)
+        y = x[::-1] if reverse else x
+        sequence = [BOS, *x, sep, *y, EOS]
+        padded = sequence + [PAD] * (width + 1 - len(sequence))
+        assert row_in == padded[:-1]
+        assert row_t == [PAD] * (m + 1) + y + [EOS] + [PAD] * (width - 2 * m - 2)
+    assert max(map(max, inputs.tolist())) <= 3 + vocab_size  # a model needs vocab_size + 4 ids
+
+
+def test_lm_copy_task_draws_every_length_and_symbol_and_is_seeded():
+    _, _, lengths = lm_copy_task(500, 2, 7, vocab_size=4, seed=1)
+    assert set(lengths.tolist()) == set(range(2, 8))
+    inputs, _, _ = lm_copy_task(500, 2, 7, vocab_size=4, seed=1)
+    assert set(inputs.unique().tolist()) == {PAD, BOS, EOS, 3, 4, 5, 6, 7}  # symbols 3..6 and SEP = 7
+    first = lm_copy_task(20, 3, 5, seed=2)
+    assert all(torch.equal(a, b) for a, b in zip(first, lm_copy_task(20, 3, 5, seed=2), strict=True))
+    assert not torch.equal(first[0], lm_copy_task(20, 3, 5, seed=3)[0])
+    # copy and reverse draw the same x
+    copied, reversed_ = lm_copy_task(20, 3, 5, seed=2)[0], lm_copy_task(20, 3, 5, reverse=True, seed=2)[0]
+    assert torch.equal(copied[:, :5], reversed_[:, :5])  # BOS and x (at least 3 symbols)
+    state = torch.random.get_rng_state()
+    lm_copy_task(10, 1, 3)
+    assert torch.equal(torch.random.get_rng_state(), state)  # its own generator
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "word"),
+    [
+        (dict(n=0), ValueError, "n"),
+        (dict(min_len=0), ValueError, "min_len"),
+        (dict(max_len=0), ValueError, "max_len"),
+        (dict(min_len=5, max_len=4), ValueError, "min_len=5 > max_len=4"),
+        (dict(vocab_size=0), ValueError, "vocab_size"),
+        (dict(vocab_size=2.0), TypeError, "vocab_size"),
+        (dict(reverse="yes"), TypeError, "reverse"),
+        (dict(seed="a"), TypeError, "seed"),
+    ],
+)
+def test_lm_copy_task_rejects_bad_arguments(kwargs, error, word):
+    with pytest.raises(error) as info:
+        lm_copy_task(**(dict(n=3, min_len=1, max_len=4) | kwargs))
     assert word in str(info.value)
 
 

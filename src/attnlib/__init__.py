@@ -10,6 +10,8 @@ One module per idea, in the order the chapters meet them:
 - :mod:`attnlib.transformer`: the Transformer's layers, stacks and an encoder-decoder model (chapter 6).
 - :mod:`attnlib.vit`: patches, the Vision Transformer and attention rollout (chapter 7).
 - :mod:`attnlib.efficient`: attention that never stores the full weight matrix, and the KV cache (chapter 8).
+- :mod:`attnlib.gpt`: a GPT, a decoder-only language model, from the course's parts: rotary positions,
+  grouped-query attention, sampling (chapter 9).
 - :mod:`attnlib.data`: data generated from a seed, and minibatches.
 - :mod:`attnlib.training`: the one training loop (``fit``), with a progress bar and a returned history.
 - :mod:`attnlib.plot`: figures the chapters share (attention heatmaps, log axes, attention explorers).
@@ -23,6 +25,7 @@ from attnlib import (
     diagrams,
     efficient,
     functional,
+    gpt,
     models,
     plot,
     positional,
@@ -43,6 +46,7 @@ __all__ = [
     "diagrams",
     "efficient",
     "functional",
+    "gpt",
     "models",
     "plot",
     "positional",

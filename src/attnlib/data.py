@@ -5,6 +5,9 @@
 - Chapter 5's task with two relations at once: :func:`two_relations`.
 - Dates in many human formats to ISO 8601 (chapters 4 and 6): :func:`date_splits`, :class:`CharVocab`,
   :func:`encode_date_pairs`.
+- Language-model versions of two tasks, for chapter 9's GPT: :func:`date_lm_vocabulary` and :func:`encode_date_lm`
+  (a date, ``=``, its ISO form, as one sequence), and :func:`lm_copy_task` (copy or reverse a sequence, for
+  length generalisation).
 - Handwritten digits (chapter 7): :func:`digits_splits`, from the 1,797 8x8 images that ship inside scikit-learn,
   and :func:`shift_images` for augmentation.
 
@@ -38,6 +41,9 @@ __all__ = [
     "date_vocabularies",
     "encode_date_pairs",
     "copy_sequences",
+    "date_lm_vocabulary",
+    "encode_date_lm",
+    "lm_copy_task",
     "digits_splits",
     "shift_images",
 ]
@@ -486,6 +492,128 @@ def copy_sequences(
     target_out = torch.cat([source, torch.full((n, 1), CharVocab.PAD)], dim=1)
     target_out[torch.arange(n), lengths] = CharVocab.EOS
     return source, lengths, target_in, target_out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Language-model tasks (chapter 9): one sequence per example, a prompt and its answer, trained on the answer only.
+
+
+def date_lm_vocabulary() -> CharVocab:
+    """The vocabulary of the date task for a decoder-only model: :data:`DATE_SOURCE_CHARS` and ``"-="``.
+
+    One vocabulary serves the human date, the separator ``"="`` and the ISO date (whose digits the source shares;
+    ``"-"`` is added), after the specials PAD = 0, BOS = 1, EOS = 2. Fixed: it does not depend on the data drawn.
+    """
+    return CharVocab(DATE_SOURCE_CHARS + "-=")
+
+
+def _lm_targets(sequences: Tensor, answer_starts: Tensor) -> tuple[Tensor, Tensor]:
+    """Next-token ``(inputs, targets)`` of right-padded ``sequences`` (N, L), each (N, L - 1), with every target
+    before ``answer_starts`` (N,) (a position in the sequence) set to PAD."""
+    inputs, targets = sequences[:, :-1], sequences[:, 1:].clone()  # targets[:, j] is the token at position j + 1
+    before = torch.arange(targets.shape[1])[None, :] + 1 < answer_starts[:, None]  # (N, L - 1) in the prompt
+    return inputs, targets.masked_fill(before, CharVocab.PAD)
+
+
+def encode_date_lm(pairs: Sequence[DatePair], vocab: CharVocab) -> tuple[Tensor, Tensor, Tensor]:
+    """The date task as next-token prediction: each pair becomes one sequence, ``BOS + source + "=" + target + EOS``.
+
+    For example ``<bos>tue 03 mar 1998=1998-03-03<eos>``, right-padded with PAD. A decoder-only model reads it left
+    to right and learns to continue the prompt ``BOS + source + "="`` with the ISO date and EOS; the targets are
+    masked so that a cross-entropy with ``ignore_index=PAD`` trains on that answer only (the human date is given,
+    not predicted).
+
+    Parameters
+    ----------
+    pairs : sequence of DatePair
+        E.g. from :func:`date_splits`.
+    vocab : CharVocab
+        Holds every character of the dates and ``"="``: :func:`date_lm_vocabulary`.
+
+    Returns
+    -------
+    inputs : (N, L) int64
+        The sequences without their last position.
+    targets : (N, L) int64
+        The sequences shifted by one (``targets[:, j]`` is the token after ``inputs[:, j]``), PAD at every position
+        before the answer and in the padding: only the ISO date and EOS remain.
+    prompt_lengths : (N,) int64
+        ``len(BOS + source + "=")``: ``inputs[i, :prompt_lengths[i]]`` is the prompt to generate from.
+
+    Raises
+    ------
+    TypeError
+        If ``pairs`` is not a sequence of DatePair or ``vocab`` not a CharVocab.
+    ValueError
+        If ``pairs`` is empty, a source contains ``"="``, or a character is not in ``vocab``.
+    """
+    if not isinstance(vocab, CharVocab):
+        raise TypeError(f"vocab must be a CharVocab (see date_lm_vocabulary()), got {type(vocab).__name__}")
+    if isinstance(pairs, str) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs must be a sequence of DatePair, got {type(pairs).__name__}")
+    if not pairs:
+        raise ValueError("pairs must hold at least one DatePair, got an empty sequence")
+    for i, p in enumerate(pairs):
+        if not isinstance(p, DatePair):
+            raise TypeError(f"pairs[{i}] must be a DatePair, got {type(p).__name__}")
+        if "=" in p.source:
+            raise ValueError(f"pairs[{i}].source must not contain the separator '=', got {p.source!r}")
+    sequences, _ = vocab.encode([p.source + "=" + p.target for p in pairs], bos=True, eos=True)  # (N, L + 1)
+    prompt_lengths = torch.tensor([len(p.source) + 2 for p in pairs], dtype=torch.long)  # BOS, source, "="
+    inputs, targets = _lm_targets(sequences, prompt_lengths)
+    return inputs, targets, prompt_lengths
+
+
+def lm_copy_task(
+    n: int, min_len: int, max_len: int, vocab_size: int = 10, reverse: bool = False, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Copy (or reverse) a sequence, as next-token prediction: ``BOS x_1 .. x_m SEP y_1 .. y_m EOS``.
+
+    ``m`` is uniform in ``[min_len, max_len]``, the ``x_i`` are drawn uniformly from ``vocab_size`` symbols, and
+    ``y = x`` (or ``x`` reversed, with ``reverse``). Train on short sequences and test on longer ones to see which
+    positions generalise beyond the lengths they were trained on (chapter 9). The ids: PAD = 0, BOS = 1, EOS = 2
+    (as :class:`CharVocab`), the symbols ``3 .. 3 + vocab_size - 1`` and SEP = ``3 + vocab_size``, so **a model needs
+    ``vocab_size + 4`` token ids** and sequences of ``2 * max_len + 3`` positions.
+
+    Returns
+    -------
+    inputs : (n, 2 * max_len + 2) int64
+        The sequences without their last position, right-padded with PAD.
+    targets : (n, 2 * max_len + 2) int64
+        The sequences shifted by one, PAD except at the answer ``y`` and EOS (for a cross-entropy with
+        ``ignore_index=PAD``).
+    lengths : (n,) int64
+        ``m`` per sequence: the prompt a generator is given is ``inputs[i, : m + 2]`` (BOS, x, SEP), and the answer
+        is ``m + 1`` tokens long (y, EOS).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a size is not a positive int, ``min_len > max_len``, ``reverse`` is not a bool, or ``seed`` is not an int.
+    """
+    n, vocab_size = _check_length("n", n), _check_length("vocab_size", vocab_size)
+    min_len, max_len = _check_length("min_len", min_len), _check_length("max_len", max_len)
+    if min_len > max_len:
+        raise ValueError(f"min_len must be at most max_len, got min_len={min_len} > max_len={max_len}")
+    if not isinstance(reverse, bool):
+        raise TypeError(f"reverse must be a bool, got {type(reverse).__name__}")
+    g = _generator(seed)
+    lengths = torch.randint(min_len, max_len + 1, (n,), generator=g)  # (n,) m
+    symbols = torch.randint(vocab_size, (n, max_len), generator=g) + len(CharVocab.SPECIALS)  # (n, max_len)
+    sep = len(CharVocab.SPECIALS) + vocab_size
+    j = torch.arange(2 * max_len + 3)[None, :]  # (1, L) positions in the sequence
+    m = lengths[:, None]  # (n, 1)
+    i = j - (m + 2)  # (n, L) index into y at positions m + 2 .. 2m + 1
+    source_index = (j - 1).clamp(0, max_len - 1)  # x_i at positions 1 .. m
+    answer_index = ((m - 1 - i) if reverse else i).clamp(0, max_len - 1)  # y_i = x_i or x_{m-1-i}
+    sequences = torch.full((n, j.shape[1]), CharVocab.PAD, dtype=torch.long)  # (n, 2 max_len + 3)
+    sequences = torch.where(j == 0, CharVocab.BOS, sequences)
+    sequences = torch.where((j >= 1) & (j <= m), symbols.gather(1, source_index.expand(n, -1)), sequences)
+    sequences = torch.where(j == m + 1, sep, sequences)
+    sequences = torch.where((i >= 0) & (i < m), symbols.gather(1, answer_index), sequences)
+    sequences = torch.where(j == 2 * m + 2, CharVocab.EOS, sequences)
+    inputs, targets = _lm_targets(sequences, lengths + 2)  # the answer starts after BOS, x and SEP
+    return inputs, targets, lengths
 
 
 # ----------------------------------------------------------------------------------------------------------------

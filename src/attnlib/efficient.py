@@ -7,7 +7,8 @@ r"""Attention that never stores the whole :math:`L_q \times L_k` weight matrix (
   autograd every block's weights are kept for the backward pass, which adds up to ``Lq * Lk`` again; FlashAttention
   avoids that by recomputing them in its backward pass.)
 - :class:`KVCache`: the keys and values a decoder has already computed, kept so that each step of autoregressive
-  decoding processes only the new token (used by :meth:`attnlib.transformer.TransformerSeq2Seq.greedy_decode`).
+  decoding processes only the new token (used by :meth:`attnlib.transformer.TransformerSeq2Seq.greedy_decode` and
+  :meth:`attnlib.gpt.GPT.generate`).
 - :data:`ATTENTION_METHODS`, :func:`attention_seconds` and :func:`attention_peak_memory`: the three ways of
   computing attention that chapter 8 and ``benchmarks/bench.py`` compare, and how their time and memory are measured.
 """
@@ -133,7 +134,8 @@ def chunked_attention(
 
 class LayerKVCache:
     """One decoder layer's cache: its self-attention keys and values for the positions decoded so far, and its
-    cross-attention keys and values of the encoder's memory.
+    cross-attention keys and values of the encoder's memory (a decoder-only model such as :class:`attnlib.gpt.GPT`
+    has no memory and uses :meth:`append` alone).
 
     The self-attention buffers, of shape (B, H, max_len, head_dim), are allocated on the first :meth:`append` and
     filled in place, so decoding ``max_len`` tokens allocates them once instead of growing them at every step.
@@ -230,6 +232,9 @@ class KVCache:
     it attend over the stored keys and values: :math:`O(t)` work per step instead of :math:`O(t^2)` for the
     attention and :math:`O(1)` instead of :math:`O(t)` for the projections and MLPs. The price is memory:
     ``2 * num_layers * B * d_model * max_len`` numbers for the self-attention, plus the memory's keys and values.
+    (With grouped-query attention, as in :class:`attnlib.gpt.GPT`, each layer stores only its ``num_kv_heads``
+    heads of keys and values, ``num_kv_heads * head_dim`` numbers per position instead of ``d_model``; see
+    :func:`attnlib.gpt.kv_cache_bytes`.)
 
     Parameters
     ----------

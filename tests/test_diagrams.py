@@ -43,6 +43,14 @@ REQUIRED = {
     "flash_tiling": ["tile by tile", "$Q_1$", "$K_4$", "skipped if causal", "outer loop: query blocks",
                      "inner loop: key blocks", "slow memory (HBM)", "fast memory (SRAM", "$S_{32}$",
                      "row max, sum", "written", "at each $j$"],
+    "gpt_decoder_only": ["encoder-decoder", "encoder", "with cross-attention", "tue 03\nmar 1998",
+                         "<bos>\n1998-03-03", "$K, V$", "decoder-only", "<bos>", "<eos>", "...",
+                         "pre-LN decoder block $\\times N$", "masked self-attention (causal mask) + MLP",
+                         "LM head", "next token", "no loss", "loss here"],
+    "grouped_query_attention": ["multi-head", "grouped-query", "multi-query", "$Q_1$", "$Q_4$", "$K_1$", "$V_1$",
+                                "$K_4$", "$V_4$", "num_kv_heads = 4", "num_kv_heads = 2", "num_kv_heads = 1",
+                                "KV cache $\\times 1$", "KV cache $\\times 1/2$", "KV cache $\\times 1/4$",
+                                "$H = 4$ query heads"],
 }
 
 

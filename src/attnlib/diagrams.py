@@ -50,6 +50,8 @@ __all__ = [
     "vit_pipeline",
     "kv_cache_steps",
     "flash_tiling",
+    "gpt_decoder_only",
+    "grouped_query_attention",
 ]
 
 DPI = 200
@@ -1078,6 +1080,107 @@ def flash_tiling() -> Diagram:
     )
     return _finish(fig, "flash_tiling", title, alt)
 
+# Chapter 9
+
+
+def gpt_decoder_only() -> Diagram:
+    """The encoder-decoder of chapter 6 beside a GPT: one sequence, one stack of blocks, a loss on the answer only."""
+    title = "From encoder-decoder to decoder-only"
+    fig, ax = _canvas(7.2, 4.6, title)
+    # (a) Chapter 6: the source goes into an encoder, the decoder reads BOS + target and attends to the encoder.
+    ex, dx, tx = 0.65, 1.3, 1.85
+    _label(ax, dx, 3.95, "(a) encoder-decoder", fontweight="bold")
+    _label(ax, ex, 0.6, "tue 03\nmar 1998")
+    _label(ax, tx, 0.6, "<bos>\n1998-03-03")
+    enc = _box(ax, ex, 1.5, 1.0, 0.4, "encoder")
+    dec = _box(ax, dx, 2.85, 2.3, 0.62, "decoder\nwith cross-attention")
+    _arrow(ax, [(ex, 0.84), (ex, enc[1])])
+    _arrow(ax, [(ex, enc[3]), (ex, dec[1])])
+    _label(ax, ex + 0.1, (enc[3] + dec[1]) / 2, "$K, V$", size=SMALL, ha="left")
+    _arrow(ax, [(tx, 0.84), (tx, dec[1])])
+    _arrow(ax, [(dx, dec[3]), (dx, 3.38)])
+    _label(ax, dx, 3.5, "next token")
+    _label(ax, dx, 0.2, "two sequences", size=SMALL)
+    ax.plot([2.6, 2.6], [0.1, 4.1], color="#888888", lw=1.0, ls=(0, (2, 2)))
+    # (b) A GPT: one sequence, BOS + source + "=" + answer; a prediction of the next token at every position.
+    inputs = ["<bos>", "t", "u", "e", "...", "8", "=", "1", "9", "9", "8", "-", "0", "3", "-", "0", "3"]
+    targets = inputs[1:4] + ["\u2423", "...", "="] + inputs[7:] + ["<eos>"]
+    steps = [0.0, 0.4] + [0.2] * 4 + [0.3] + [0.2] * 9 + [0.4]  # wider where <bos> and <eos> need the room
+    xs = [3.03 + sum(steps[: i + 1]) for i in range(len(inputs))]
+    prompt = 6  # targets[:6] belong to the prompt: no loss there
+    y_in, y_out = 0.62, 3.04
+    block = _box(ax, 4.88, 1.5, 4.4, 0.9, "pre-LN decoder block $\\times N$\nmasked self-attention (causal mask) + MLP",
+                 bold_edge=True)
+    head = _box(ax, 4.88, 2.4, 4.4, 0.4, "LM head: the next token at every position")
+    # The answer's targets sit in a bold frame, the prompt's in a crossed one: the loss sees only the former.
+    ax.add_patch(FancyBboxPatch((2.86, y_out - 0.16), xs[prompt - 1] + 0.16 - 2.86, 0.32,
+                                boxstyle="square,pad=0", facecolor="#f4f4f4", edgecolor="#888888", hatch="xx",
+                                linewidth=1.0))
+    ax.add_patch(FancyBboxPatch((xs[prompt] - 0.14, y_out - 0.16), xs[-1] + 0.38 - xs[prompt] + 0.14, 0.32,
+                                boxstyle="square,pad=0", facecolor="white", edgecolor=INK, linewidth=2.0))
+    for x, token, target in zip(xs, inputs, targets, strict=True):
+        _label(ax, x, y_in, token)
+        _label(ax, x, y_out, target, bbox=_WHITE)
+        _arrow(ax, [(x, y_in + 0.16), (x, block[1])])
+        _arrow(ax, [(x, block[3]), (x, head[1])])
+        _arrow(ax, [(x, head[3]), (x, y_out - 0.16)])
+    for x0, x1, text in ((2.86, xs[prompt - 1] + 0.16, "no loss: the prompt"),
+                         (xs[prompt] - 0.14, xs[-1] + 0.38, "loss here: the answer")):
+        ax.plot([x0, x0, x1, x1], [y_out + 0.22, y_out + 0.3, y_out + 0.3, y_out + 0.22], color=INK, lw=1.3)
+        _label(ax, (x0 + x1) / 2, y_out + 0.47, text, size=SMALL)
+    _label(ax, 4.88, 3.95, "(b) GPT: decoder-only", fontweight="bold")
+    _label(ax, 4.88, 0.2, "one sequence: prompt, =, answer", size=SMALL)
+    alt = (
+        "Diagram: two panels on the date task. (a) The encoder-decoder of chapter 6: the source, tue 03 mar 1998, "
+        "goes into an encoder; the decoder reads BOS and the target, 1998-03-03, takes the keys and values of its "
+        "cross-attention from the encoder, and predicts the next token. (b) A GPT reads one sequence, BOS, the "
+        "source, an equals sign and the answer, BOS t u e ... 8 = 1 9 9 8 - 0 3 - 0 3, through a stack of N "
+        "pre-LN decoder blocks, each masked self-attention under a causal mask and an MLP, without any "
+        "cross-attention. An LM head above predicts the next token at every position, so each prediction is the "
+        "input shifted by one: t u e, a space, and so on up to the equals sign for the prompt, then 1 9 9 8 - 0 3 "
+        "- 0 3 and EOS. The predictions in the prompt are cross-hatched under a bracket labelled no loss; the "
+        "answer's predictions, from the one made at the equals sign to EOS, sit in a bold frame under a bracket "
+        "labelled loss here, the only ones the loss is computed on."
+    )
+    return _finish(fig, "gpt_decoder_only", title, alt)
+
+
+def grouped_query_attention() -> Diagram:
+    """Four query heads with four, two or one key/value heads: multi-head, grouped-query and multi-query attention."""
+    title = "Multi-head, grouped-query, multi-query attention"
+    fig, ax = _canvas(7.2, 4.0, title)
+    w, h, step = 0.42, 0.34, 0.52
+    panels = [("multi-head", 4, "$\\times 1$"), ("grouped-query", 2, "$\\times 1/2$"),
+              ("multi-query", 1, "$\\times 1/4$")]
+    y_q, y_k = 2.8, 1.7
+    for p, (name, kv, cache) in enumerate(panels):
+        centre = 1.2 + 2.4 * p
+        _label(ax, centre, 3.35, name, fontweight="bold")
+        qx = [centre + (i - 1.5) * step for i in range(4)]
+        group = 4 // kv
+        kx = [sum(qx[j * group:(j + 1) * group]) / group for j in range(kv)]
+        for i, x in enumerate(qx):
+            q = _box(ax, x, y_q, w, h, f"$Q_{i + 1}$", role="query", rounded=False)
+            ax.plot([x, kx[i // group]], [q[1], y_k + h / 2], color=INK, lw=1.4, zorder=0)
+        for j, x in enumerate(kx):
+            _box(ax, x, y_k, w, h, f"$K_{j + 1}$", role="key", rounded=False)
+            _box(ax, x, y_k - h, w, h, f"$V_{j + 1}$", role="value", rounded=False)
+        _label(ax, centre, 0.92, f"num_kv_heads = {kv}", size=SMALL)
+        _label(ax, centre, 0.6, f"KV cache {cache}", size=SMALL)
+        if p:
+            ax.plot([centre - 1.2] * 2, [0.45, 3.5], color="#888888", lw=1.0, ls=(0, (2, 2)))
+    _label(ax, 3.6, 0.2, "$H = 4$ query heads in each; a line joins a query head to the K, V it uses", size=SMALL)
+    alt = (
+        "Diagram: three panels, each with four query heads Q_1 to Q_4 in a row and, below them, the key and value "
+        "heads, each a key K above its value V, with a line from every query head to the key/value head it "
+        "attends with. Multi-head attention: four key/value heads, one for each query head, num_kv_heads = 4, and "
+        "the KV cache at its full size. Grouped-query attention: two key/value heads, K_1 V_1 shared by Q_1 and "
+        "Q_2, K_2 V_2 by Q_3 and Q_4, num_kv_heads = 2, and half the KV cache. Multi-query attention: one "
+        "key/value head shared by all four query heads, num_kv_heads = 1, and a quarter of the KV cache. The "
+        "query heads, H = 4, are the same in all three."
+    )
+    return _finish(fig, "grouped_query_attention", title, alt)
+
 
 DIAGRAMS: dict[str, Callable[[], Diagram]] = {
     "three_steps": three_steps,
@@ -1094,5 +1197,7 @@ DIAGRAMS: dict[str, Callable[[], Diagram]] = {
     "vit_pipeline": vit_pipeline,
     "kv_cache_steps": kv_cache_steps,
     "flash_tiling": flash_tiling,
+    "gpt_decoder_only": gpt_decoder_only,
+    "grouped_query_attention": grouped_query_attention,
 }
 """Every diagram, by name, in the order the chapters show them."""

@@ -20,9 +20,9 @@ from attnlib.data import (
     copy_task,
     date_lm_vocabulary,
     date_splits,
+    delayed_copy_task,
     digits_splits,
     encode_date_lm,
-    lm_copy_task,
     reversal_task,
     shift_images,
     two_relations,
@@ -303,7 +303,7 @@ def test_two_relations_rejects_bad_arguments(kwargs, error, word):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Language-model tasks: date_lm_vocabulary, encode_date_lm, lm_copy_task
+# Language-model tasks: date_lm_vocabulary, encode_date_lm, delayed_copy_task
 
 PAD, BOS, EOS = CharVocab.PAD, CharVocab.BOS, CharVocab.EOS
 
@@ -372,39 +372,28 @@ def test_encode_date_lm_rejects_bad_arguments(pairs, vocab, error, word):
     assert word in str(info.value)
 
 
-@pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize(("min_len", "max_len", "vocab_size"), [(1, 1, 1), (2, 6, 5), (3, 9, 10)])
-def test_lm_copy_task_against_plain_python(reverse, min_len, max_len, vocab_size):
-    inputs, targets, lengths = lm_copy_task(40, min_len, max_len, vocab_size, reverse=reverse, seed=5)
-    width = 2 * max_len + 2
-    assert inputs.shape == targets.shape == (40, width) and lengths.shape == (40,)
+@pytest.mark.parametrize(("min_len", "max_len", "delay", "vocab_size"), [(2, 2, 1, 1), (4, 9, 3, 5), (6, 16, 5, 10)])
+def test_delayed_copy_task_against_plain_python(min_len, max_len, delay, vocab_size):
+    inputs, targets, lengths = delayed_copy_task(40, min_len, max_len, delay, vocab_size, seed=5)
+    assert inputs.shape == targets.shape == (40, max_len) and lengths.shape == (40,)
     assert inputs.dtype == targets.dtype == lengths.dtype == torch.int64
-    sep = 3 + vocab_size
     for row_in, row_t, m in zip(inputs.tolist(), targets.tolist(), lengths.tolist(), strict=True):
         assert min_len <= m <= max_len
-        x = row_in[1 : m + 1]
-        assert all(3 <= s < 3 + vocab_size for s in x)
-        y = x[::-1] if reverse else x
-        sequence = [BOS, *x, sep, *y, EOS]
-        padded = sequence + [PAD] * (width + 1 - len(sequence))
-        assert row_in == padded[:-1]
-        assert row_t == [PAD] * (m + 1) + y + [EOS] + [PAD] * (width - 2 * m - 2)
-    assert max(map(max, inputs.tolist())) <= 3 + vocab_size  # a model needs vocab_size + 4 ids
+        x = row_in[:m]
+        assert all(3 <= s < 3 + vocab_size for s in x) and row_in[m:] == [PAD] * (max_len - m)
+        assert row_t == [PAD] * delay + x[: m - delay] + [PAD] * (max_len - m)
+    assert max(map(max, inputs.tolist())) < 3 + vocab_size  # a model needs vocab_size + 3 ids
 
 
-def test_lm_copy_task_draws_every_length_and_symbol_and_is_seeded():
-    _, _, lengths = lm_copy_task(500, 2, 7, vocab_size=4, seed=1)
-    assert set(lengths.tolist()) == set(range(2, 8))
-    inputs, _, _ = lm_copy_task(500, 2, 7, vocab_size=4, seed=1)
-    assert set(inputs.unique().tolist()) == {PAD, BOS, EOS, 3, 4, 5, 6, 7}  # symbols 3..6 and SEP = 7
-    first = lm_copy_task(20, 3, 5, seed=2)
-    assert all(torch.equal(a, b) for a, b in zip(first, lm_copy_task(20, 3, 5, seed=2), strict=True))
-    assert not torch.equal(first[0], lm_copy_task(20, 3, 5, seed=3)[0])
-    # copy and reverse draw the same x
-    copied, reversed_ = lm_copy_task(20, 3, 5, seed=2)[0], lm_copy_task(20, 3, 5, reverse=True, seed=2)[0]
-    assert torch.equal(copied[:, :5], reversed_[:, :5])  # BOS and x (at least 3 symbols)
+def test_delayed_copy_task_draws_every_length_and_symbol_and_is_seeded():
+    inputs, _, lengths = delayed_copy_task(500, 4, 9, delay=3, vocab_size=4, seed=1)
+    assert set(lengths.tolist()) == set(range(4, 10))
+    assert set(inputs.unique().tolist()) == {PAD, 3, 4, 5, 6}
+    first = delayed_copy_task(20, 4, 6, seed=2)
+    assert all(torch.equal(a, b) for a, b in zip(first, delayed_copy_task(20, 4, 6, seed=2), strict=True))
+    assert not torch.equal(first[0], delayed_copy_task(20, 4, 6, seed=3)[0])
     state = torch.random.get_rng_state()
-    lm_copy_task(10, 1, 3)
+    delayed_copy_task(10, 4, 5)
     assert torch.equal(torch.random.get_rng_state(), state)  # its own generator
 
 
@@ -414,16 +403,17 @@ def test_lm_copy_task_draws_every_length_and_symbol_and_is_seeded():
         (dict(n=0), ValueError, "n"),
         (dict(min_len=0), ValueError, "min_len"),
         (dict(max_len=0), ValueError, "max_len"),
-        (dict(min_len=5, max_len=4), ValueError, "min_len=5 > max_len=4"),
+        (dict(min_len=7, max_len=6), ValueError, "min_len=7 > max_len=6"),
+        (dict(min_len=3), ValueError, "min_len=3, delay=3"),
+        (dict(delay=0), ValueError, "delay"),
         (dict(vocab_size=0), ValueError, "vocab_size"),
         (dict(vocab_size=2.0), TypeError, "vocab_size"),
-        (dict(reverse="yes"), TypeError, "reverse"),
         (dict(seed="a"), TypeError, "seed"),
     ],
 )
-def test_lm_copy_task_rejects_bad_arguments(kwargs, error, word):
+def test_delayed_copy_task_rejects_bad_arguments(kwargs, error, word):
     with pytest.raises(error) as info:
-        lm_copy_task(**(dict(n=3, min_len=1, max_len=4) | kwargs))
+        delayed_copy_task(**(dict(n=3, min_len=4, max_len=6) | kwargs))
     assert word in str(info.value)
 
 

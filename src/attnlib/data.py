@@ -6,8 +6,8 @@
 - Dates in many human formats to ISO 8601 (chapters 4 and 6): :func:`date_splits`, :class:`CharVocab`,
   :func:`encode_date_pairs`.
 - Language-model versions of two tasks, for chapter 9's GPT: :func:`date_lm_vocabulary` and :func:`encode_date_lm`
-  (a date, ``=``, its ISO form, as one sequence), and :func:`lm_copy_task` (copy or reverse a sequence, for
-  length generalisation).
+  (a date, ``=``, its ISO form, as one sequence), and :func:`delayed_copy_task` (repeat the token read a few
+  steps ago, for positions and length generalisation).
 - Handwritten digits (chapter 7): :func:`digits_splits`, from the 1,797 8x8 images that ship inside scikit-learn,
   and :func:`shift_images` for augmentation.
 
@@ -43,7 +43,7 @@ __all__ = [
     "copy_sequences",
     "date_lm_vocabulary",
     "encode_date_lm",
-    "lm_copy_task",
+    "delayed_copy_task",
     "digits_splits",
     "shift_images",
 ]
@@ -564,55 +564,53 @@ def encode_date_lm(pairs: Sequence[DatePair], vocab: CharVocab) -> tuple[Tensor,
     return inputs, targets, prompt_lengths
 
 
-def lm_copy_task(
-    n: int, min_len: int, max_len: int, vocab_size: int = 10, reverse: bool = False, seed: int = 0
+def delayed_copy_task(
+    n: int, min_len: int, max_len: int, delay: int = 3, vocab_size: int = 10, seed: int = 0
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Copy (or reverse) a sequence, as next-token prediction: ``BOS x_1 .. x_m SEP y_1 .. y_m EOS``.
+    """Repeat the token read ``delay`` steps ago, as next-token prediction: a test of positions and of length.
 
-    ``m`` is uniform in ``[min_len, max_len]``, the ``x_i`` are drawn uniformly from ``vocab_size`` symbols, and
-    ``y = x`` (or ``x`` reversed, with ``reverse``). Train on short sequences and test on longer ones to see which
-    positions generalise beyond the lengths they were trained on (chapter 9). The ids: PAD = 0, BOS = 1, EOS = 2
-    (as :class:`CharVocab`), the symbols ``3 .. 3 + vocab_size - 1`` and SEP = ``3 + vocab_size``, so **a model needs
-    ``vocab_size + 4`` token ids** and sequences of ``2 * max_len + 3`` positions.
+    Each sequence holds ``m`` symbols ``x_0 .. x_{m-1}``, ``m`` uniform in ``[min_len, max_len]``, drawn uniformly
+    from ``vocab_size`` symbols; at every position ``t >= delay`` the target is ``x_{t - delay}``. A causal model
+    can only solve it by knowing where each token stands relative to the current one, so it tells position
+    schemes apart; trained on short sequences and tested on longer ones, it shows which schemes work at positions
+    never trained on (chapter 9). The ids: PAD = 0 (BOS = 1 and EOS = 2 unused, as in :class:`CharVocab`) and the
+    symbols ``3 .. 3 + vocab_size - 1``, so **a model needs ``vocab_size + 3`` token ids**.
 
     Returns
     -------
-    inputs : (n, 2 * max_len + 2) int64
-        The sequences without their last position, right-padded with PAD.
-    targets : (n, 2 * max_len + 2) int64
-        The sequences shifted by one, PAD except at the answer ``y`` and EOS (for a cross-entropy with
+    inputs : (n, max_len) int64
+        The symbols, right-padded with PAD.
+    targets : (n, max_len) int64
+        ``targets[:, t] = inputs[:, t - delay]`` for ``delay <= t < m``, PAD elsewhere (for a cross-entropy with
         ``ignore_index=PAD``).
     lengths : (n,) int64
-        ``m`` per sequence: the prompt a generator is given is ``inputs[i, : m + 2]`` (BOS, x, SEP), and the answer
-        is ``m + 1`` tokens long (y, EOS).
+        ``m`` per sequence.
 
     Raises
     ------
     TypeError, ValueError
-        If a size is not a positive int, ``min_len > max_len``, ``reverse`` is not a bool, or ``seed`` is not an int.
+        If a size is not a positive int, ``min_len > max_len``, ``min_len <= delay`` (a sequence with nothing to
+        repeat), or ``seed`` is not an int.
     """
     n, vocab_size = _check_length("n", n), _check_length("vocab_size", vocab_size)
     min_len, max_len = _check_length("min_len", min_len), _check_length("max_len", max_len)
+    delay = _check_length("delay", delay)
     if min_len > max_len:
         raise ValueError(f"min_len must be at most max_len, got min_len={min_len} > max_len={max_len}")
-    if not isinstance(reverse, bool):
-        raise TypeError(f"reverse must be a bool, got {type(reverse).__name__}")
+    if min_len <= delay:
+        raise ValueError(
+            f"min_len must be more than delay, so that every sequence has a token to repeat: got min_len={min_len}, "
+            f"delay={delay}"
+        )
     g = _generator(seed)
     lengths = torch.randint(min_len, max_len + 1, (n,), generator=g)  # (n,) m
     symbols = torch.randint(vocab_size, (n, max_len), generator=g) + len(CharVocab.SPECIALS)  # (n, max_len)
-    sep = len(CharVocab.SPECIALS) + vocab_size
-    j = torch.arange(2 * max_len + 3)[None, :]  # (1, L) positions in the sequence
-    m = lengths[:, None]  # (n, 1)
-    i = j - (m + 2)  # (n, L) index into y at positions m + 2 .. 2m + 1
-    source_index = (j - 1).clamp(0, max_len - 1)  # x_i at positions 1 .. m
-    answer_index = ((m - 1 - i) if reverse else i).clamp(0, max_len - 1)  # y_i = x_i or x_{m-1-i}
-    sequences = torch.full((n, j.shape[1]), CharVocab.PAD, dtype=torch.long)  # (n, 2 max_len + 3)
-    sequences = torch.where(j == 0, CharVocab.BOS, sequences)
-    sequences = torch.where((j >= 1) & (j <= m), symbols.gather(1, source_index.expand(n, -1)), sequences)
-    sequences = torch.where(j == m + 1, sep, sequences)
-    sequences = torch.where((i >= 0) & (i < m), symbols.gather(1, answer_index), sequences)
-    sequences = torch.where(j == 2 * m + 2, CharVocab.EOS, sequences)
-    inputs, targets = _lm_targets(sequences, lengths + 2)  # the answer starts after BOS, x and SEP
+    t = torch.arange(max_len)[None, :]  # (1, max_len) positions
+    inside = t < lengths[:, None]  # (n, max_len) real tokens
+    inputs = torch.where(inside, symbols, CharVocab.PAD)  # (n, max_len)
+    targets = torch.full_like(inputs, CharVocab.PAD)  # (n, max_len)
+    targets[:, delay:] = inputs[:, :-delay]  # the token delay steps back (PAD past the end stays PAD)
+    targets = torch.where(inside & (t >= delay), targets, CharVocab.PAD)
     return inputs, targets, lengths
 
 

@@ -339,7 +339,8 @@ class GPT(nn.Module):
         multi-query attention. Must divide ``nhead``.
     positional : str
         One of :data:`POSITIONAL_ENCODINGS`: ``"rope"`` (default; needs an even ``d_model / nhead``),
-        ``"learned"`` (``nn.Embedding(max_len, d_model)``, initialised with std 0.02, added to the tokens),
+        ``"learned"`` (``nn.Embedding(max_len, d_model)`` added to the tokens, initialised with std 1, the size of
+        the scaled token embeddings, so that positions are not drowned out at the start),
         ``"sinusoidal"`` (:func:`attnlib.positional.sinusoidal_encoding`, added) or ``"none"``.
     dropout : float in [0, 1)
         Dropout on the embeddings, the attention weights, inside the MLPs and on each sub-layer's output.
@@ -387,7 +388,7 @@ class GPT(nn.Module):
         self.register_buffer("pe", None, persistent=False)
         if positional == "learned":
             self.position_embedding = nn.Embedding(self.max_len, self.d_model)
-            nn.init.normal_(self.position_embedding.weight, std=0.02)
+            nn.init.normal_(self.position_embedding.weight, std=1.0)  # as large as the tokens
         elif positional == "sinusoidal":
             self.pe = sinusoidal_encoding(self.max_len, self.d_model)  # (max_len, d_model), not trained
         self.dropout = nn.Dropout(self.dropout_p)

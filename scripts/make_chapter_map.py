@@ -29,15 +29,17 @@ CHAPTERS = {
     6: ("The Transformer", "the whole block", 1, 4),
     7: ("Vision Transformer", "images as patches", 0, 5),
     8: ("Efficient attention", "memory and speed", 2, 5),
+    9: ("GPT from the parts", "a decoder-only model", 1, 6),
 }
 # What each chapter builds on (arrows from the earlier chapter to the later one).
-EDGES = [(1, 2), (2, 3), (3, 4), (3, 5), (4, 6), (5, 6), (6, 7), (6, 8)]
+EDGES = [(1, 2), (2, 3), (3, 4), (3, 5), (4, 6), (5, 6), (6, 7), (6, 8), (6, 9), (8, 9)]
 # The parts, as light fills under black text; the legend names the chapters of each, so colour is never the only cue.
 PARTS = {
     "the mechanism": ("#d6e6f5", (1, 2, 3)),
     "sequence models": ("#fde0c2", (4, 5, 6)),
     "vision": ("#cfe8cb", (7,)),
     "efficiency": ("#e3dcef", (8,)),
+    "language models": ("#f6d5d5", (9,)),
 }
 
 
@@ -48,9 +50,9 @@ def _colour(number: int) -> str:
 def draw() -> str:
     """The map as SVG text, the same bytes on every run."""
     plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "chapter-map", "font.family": "DejaVu Sans"})
-    fig, ax = plt.subplots(figsize=(7.5, 6.4))
+    fig, ax = plt.subplots(figsize=(7.5, 7.4))
     ax.set_xlim(-0.75, 2.75)
-    ax.set_ylim(-5.4, 0.4)
+    ax.set_ylim(-6.4, 0.4)
     ax.axis("off")
     boxes = {}
     for number, (title, adds, col, row) in CHAPTERS.items():

@@ -408,10 +408,10 @@ def test_link_check_catches_an_unlinked_first_mention():
 
 MAX_CODE_LINE = 88
 # Diagrams each chapter must show (attnlib.diagrams), at least.
-DIAGRAMS_PER_CHAPTER = {"01": 1, "02": 2, "03": 2, "04": 2, "05": 2, "06": 2, "07": 1, "08": 2}
+DIAGRAMS_PER_CHAPTER = {"01": 1, "02": 2, "03": 2, "04": 2, "05": 2, "06": 2, "07": 1, "08": 2, "09": 2}
 # Chapters whose solutions are sphinx-exercise dropdowns with their code in executed cells. The others still keep
 # their solution code in the prose, where nothing runs it; the second edition of chapters 5-8 moves them.
-EXECUTED_SOLUTIONS = {"01", "02", "03", "04", "05", "06", "07", "08"}
+EXECUTED_SOLUTIONS = {"01", "02", "03", "04", "05", "06", "07", "08", "09"}
 
 
 def _fenced_code(text: str) -> list[str]:
@@ -530,7 +530,7 @@ def test_solutions_run_and_every_exercise_has_one(notebook):
 
 
 # Attention explorers: interactive maps in the chapters where a reader wants to look (the browser check clicks them).
-EXPLORERS_PER_CHAPTER = {"03": 1, "05": 1, "06": 2, "07": 1}
+EXPLORERS_PER_CHAPTER = {"03": 1, "05": 1, "06": 2, "07": 1, "09": 1}
 
 
 def test_explorers_are_where_readers_look_captioned_and_within_budget(notebook):

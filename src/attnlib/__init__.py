@@ -38,7 +38,7 @@ from attnlib.attention import AdditiveAttention, DotProductAttention, MultiHeadA
 from attnlib.transformer import TransformerDecoderLayer, TransformerEncoderLayer
 from attnlib.utils import get_device, rounded, set_seed
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "attention",

@@ -499,7 +499,7 @@ def copy_sequences(
 
 
 def date_lm_vocabulary() -> CharVocab:
-    """The vocabulary of the date task for a decoder-only model: :data:`DATE_SOURCE_CHARS` and ``"-="``.
+    """The vocabulary of the date task for a decoder-only model: ``DATE_SOURCE_CHARS`` and ``"-="``.
 
     One vocabulary serves the human date, the separator ``"="`` and the ISO date (whose digits the source shares;
     ``"-"`` is added), after the specials PAD = 0, BOS = 1, EOS = 2. Fixed: it does not depend on the data drawn.

@@ -106,3 +106,39 @@ def visit(browser, site_url):
     yield _open
     for v in visits:
         v.close()
+
+
+class DiskPage:
+    """A page of the built site opened from disk (file://), as a reader with a downloaded copy would, with every
+    request that is not a file recorded in ``outside`` and refused, and uncaught script errors in ``errors``."""
+
+    def __init__(self, browser):
+        self.outside: list[str] = []
+        self.errors: list[str] = []
+        self.context = browser.new_context()
+        self.context.route("**/*", self._only_files)
+        self.page = self.context.new_page()
+        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def _only_files(self, route) -> None:
+        if route.request.url.startswith(("file://", "data:", "about:")):
+            route.continue_()
+        else:
+            self.outside.append(route.request.url)
+            route.abort()
+
+
+@pytest.fixture
+def from_disk(browser):
+    """``from_disk(path)`` opens ``path`` of the built site as a file; returns the :class:`DiskPage`."""
+    opened: list[DiskPage] = []
+
+    def _open(path: str) -> DiskPage:
+        d = DiskPage(browser)
+        opened.append(d)
+        d.page.goto((SITE / path).as_uri())
+        return d
+
+    yield _open
+    for d in opened:
+        d.context.close()

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sitecheck import ROOT, SITE
+from sitecheck import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
 from explorer_html import explorer_outputs, payloads, view  # noqa: E402
@@ -107,33 +107,18 @@ def test_explorers_fit_a_narrow_window(page, visit, screenshots):
     assert v.errors == []
 
 
-def test_an_explorer_works_from_disk(browser):
+def test_an_explorer_works_from_disk(from_disk):
     """Opened as a file, as a reader with a downloaded copy of the site would: the explorer still builds."""
     page = sorted(EXPLORERS)[0]
-    context = browser.new_context()
-    outside: list[str] = []
-
-    def only_files(route):
-        if route.request.url.startswith(("file://", "data:", "about:")):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_files)
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.goto((SITE / f"{page}.html").as_uri())
-    root = p.locator("div.attention-explorer").first
+    d = from_disk(f"{page}.html")
+    root = d.page.locator("div.attention-explorer").first
     data = EXPLORERS[page][0]
     last = len(data["queries"]) - 1
     root.locator(f'[data-query-index="{last}"]').click()
     shown = [float(w) for w in root.evaluate(SHOWN)]
     layer, head = data["start"]["layer"], data["start"]["head"]
     assert shown == pytest.approx(view(data, layer, head)[last], abs=TOLERANCE)
-    assert outside == [] and errors == []
-    context.close()
+    assert d.outside == [] and d.errors == []
 
 
 def test_without_javascript_the_static_picture_shows(browser, site_url):

@@ -207,23 +207,11 @@ def test_search_finds_softmax(visit):
     assert any("02_queries_keys_values" in h for h in hrefs), hrefs
 
 
-def test_math_renders_from_disk_with_no_server(browser):
+def test_math_renders_from_disk_with_no_server(from_disk):
     """Opened as a file, as a reader who downloaded the built site would: math still renders."""
-    context = browser.new_context()
-    outside: list[str] = []
-
-    def only_files(route):
-        if route.request.url.startswith(("file://", "data:", "about:")):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    context.route("**/*", only_files)
-    p = context.new_page()
-    p.goto((SITE / "notebooks" / "02_queries_keys_values.html").as_uri())
+    d = from_disk("notebooks/02_queries_keys_values.html")
+    p = d.page
     p.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
     p.evaluate("() => MathJax.startup.promise")
     assert p.locator("article .math mjx-container").count() == p.locator("article .math").count() > 0
-    assert outside == []
-    context.close()
+    assert d.outside == []

@@ -367,12 +367,16 @@ def attention_explorer(
     query_labels = _labels(queries, lq, "queries", "Lq")
     if keys is None and queries is not None and lq != lk:
         raise ValueError(f"keys is required when there are not as many keys as queries (Lq={lq}, Lk={lk})")
-    layer_list = _labels(layer_names, n_layers, "layer_names", "layers")
-    head_list = _labels(head_names, n_heads, "head_names", "H")
-    if layer_names is None:  # rather than the bare positions
-        layer_list = [f"layer {i + 1}" for i in range(n_layers)]
-    if head_names is None:
-        head_list = [f"head {i + 1}" for i in range(n_heads)]
+    layer_list = (
+        [f"layer {i + 1}" for i in range(n_layers)]
+        if layer_names is None
+        else _labels(layer_names, n_layers, "layer_names", "layers")
+    )
+    head_list = (
+        [f"head {i + 1}" for i in range(n_heads)]
+        if head_names is None
+        else _labels(head_names, n_heads, "head_names", "H")
+    )
 
     grid = None
     image_uri = None
